@@ -1,1 +1,24 @@
-//! core
+//! Shared building blocks of faceid.
+//!
+//! - [`weights`]: checkpoint files (safetensors, sharded, f32/f16/bf16) read by name, with every
+//!   missing, misshapen or unused tensor reported as an error.
+//! - [`nn`]: the few layers every model is made of (linear, conv, group/layer norm), loaded from
+//!   checkpoint names.
+//! - [`config`]: reading the `config.json` files that drive every model's architecture.
+//! - [`device`]: choosing the burn backend at run time.
+//! - [`rng`]: Gaussian noise identical to `torch.randn` with a seeded CPU `torch.Generator`.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod device;
+pub mod nn;
+pub mod rng;
+pub mod testing;
+pub mod weights;
+
+pub use burn;
+pub use burn::tensor::{Device, Tensor};
+pub use config::ConfigError;
+pub use device::{DeviceError, DeviceKind};
+pub use rng::TorchGenerator;
+pub use weights::{HostTensor, Scope, WeightError, Weights};

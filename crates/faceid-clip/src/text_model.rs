@@ -1,0 +1,193 @@
+//! Port of transformers' `CLIPTextModel` (models/clip/modeling_clip.py): token + position
+//! embeddings, pre-norm transformer layers with causal self-attention, final layer norm.
+//! Stable Diffusion conditions on `last_hidden_state`.
+
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::tensor::module::{attention, embedding};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Int, Tensor, TensorData};
+use faceid_core::nn::{Activation, LayerNorm, Linear};
+use faceid_core::weights::ComponentFiles;
+use faceid_core::{ConfigError, Device, Scope, WeightError, Weights};
+
+/// The fields of a `CLIPTextConfig` (`text_encoder/config.json`) the model is built from.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ClipTextConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Width of the transformer.
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    pub intermediate_size: usize,
+    /// Number of transformer layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Length of the position table (77).
+    pub max_position_embeddings: usize,
+    /// MLP activation (`quick_gelu` for OpenAI CLIP, `gelu` for OpenCLIP).
+    pub hidden_act: Activation,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+
+/// A text encoder that cannot be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum TextEncoderError {
+    /// The config is unreadable or unsupported.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The weights do not match the config.
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    /// An input has the wrong size.
+    #[error("text encoder input has {found} tokens, the model takes at most {max}")]
+    TooLong {
+        /// Tokens given.
+        found: usize,
+        /// The position table's length.
+        max: usize,
+    },
+}
+
+/// `CLIPTextModel`: ids `[batch, seq]` to hidden states `[batch, seq, hidden]`.
+#[derive(Module, Debug)]
+pub struct ClipTextModel {
+    token_embedding: Param<Tensor<2>>,
+    position_embedding: Param<Tensor<2>>,
+    layers: Vec<EncoderLayer>,
+    final_layer_norm: LayerNorm,
+    #[module(skip)]
+    heads: usize,
+    #[module(skip)]
+    act: Activation,
+}
+
+#[derive(Module, Debug)]
+struct EncoderLayer {
+    layer_norm1: LayerNorm,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    layer_norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl ClipTextModel {
+    /// Loads `text_encoder/` of a diffusers folder: `config.json` and `model.safetensors`
+    /// (or its `fp16` variant / shards).
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, TextEncoderError> {
+        let config: ClipTextConfig = faceid_core::config::read_json(&dir.join("config.json"))?;
+        let files = ComponentFiles::find(dir, "model", None)?;
+        let weights = Weights::from_safetensors(&files.files, device)?
+            .allow_unused_suffixes(&["embeddings.position_ids"]);
+        let model = Self::load(&weights, &config)?;
+        weights.finish()?;
+        Ok(model)
+    }
+
+    /// Builds the model from checkpoint tensors named as transformers names them, with or without
+    /// the `text_model.` prefix.
+    pub fn load(weights: &Weights, config: &ClipTextConfig) -> Result<Self, WeightError> {
+        let root = if weights.contains("embeddings.token_embedding.weight") {
+            weights.root()
+        } else {
+            weights.root().at("text_model")
+        };
+        let h = config.hidden_size;
+        let emb = root.at("embeddings");
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| EncoderLayer::load(&root.at("encoder.layers").at(i), config))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            token_embedding: Param::from_tensor(
+                emb.tensor("token_embedding.weight", [config.vocab_size, h])?,
+            ),
+            position_embedding: Param::from_tensor(
+                emb.tensor("position_embedding.weight", [config.max_position_embeddings, h])?,
+            ),
+            layers,
+            final_layer_norm: LayerNorm::load(&root.at("final_layer_norm"), h, config.layer_norm_eps)?,
+            heads: config.num_attention_heads,
+            act: config.hidden_act,
+        })
+    }
+
+    /// Encodes token ids (`[batch][seq]`) to `last_hidden_state` `[batch, seq, hidden]`.
+    pub fn encode(&self, ids: &[Vec<u32>]) -> Result<Tensor<3>, TextEncoderError> {
+        let device = self.token_embedding.device();
+        let batch = ids.len();
+        let seq = ids.first().map_or(0, Vec::len);
+        let max = self.position_embedding.shape()[0];
+        if seq > max || ids.iter().any(|row| row.len() != seq) {
+            return Err(TextEncoderError::TooLong { found: seq, max });
+        }
+        let flat: Vec<i64> = ids.iter().flatten().map(|&id| id as i64).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, seq]), &device);
+        Ok(self.forward(ids))
+    }
+
+    /// The forward pass on an id tensor `[batch, seq]`.
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [_, seq] = ids.dims();
+        let positions = self.position_embedding.val().narrow(0, 0, seq).unsqueeze::<3>();
+        let mut x = embedding(self.token_embedding.val(), ids) + positions;
+        for layer in &self.layers {
+            x = layer.forward(x, self.heads, self.act);
+        }
+        self.final_layer_norm.forward(x)
+    }
+
+    /// Width of the hidden states.
+    pub fn hidden_size(&self) -> usize {
+        self.token_embedding.shape()[1]
+    }
+}
+
+impl EncoderLayer {
+    fn load(scope: &Scope, config: &ClipTextConfig) -> Result<Self, WeightError> {
+        let (h, m, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
+        let attn = scope.at("self_attn");
+        let mlp = scope.at("mlp");
+        Ok(Self {
+            layer_norm1: LayerNorm::load(&scope.at("layer_norm1"), h, eps)?,
+            q_proj: Linear::load(&attn.at("q_proj"), h, h, true)?,
+            k_proj: Linear::load(&attn.at("k_proj"), h, h, true)?,
+            v_proj: Linear::load(&attn.at("v_proj"), h, h, true)?,
+            out_proj: Linear::load(&attn.at("out_proj"), h, h, true)?,
+            layer_norm2: LayerNorm::load(&scope.at("layer_norm2"), h, eps)?,
+            fc1: Linear::load(&mlp.at("fc1"), h, m, true)?,
+            fc2: Linear::load(&mlp.at("fc2"), m, h, true)?,
+        })
+    }
+
+    fn forward(&self, x: Tensor<3>, heads: usize, act: Activation) -> Tensor<3> {
+        let [b, s, h] = x.dims();
+        let split = |t: Tensor<3>| t.reshape([b, s, heads, h / heads]).swap_dims(1, 2);
+        let normed = self.layer_norm1.forward(x.clone());
+        let q = split(self.q_proj.forward(normed.clone()));
+        let k = split(self.k_proj.forward(normed.clone()));
+        let v = split(self.v_proj.forward(normed));
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        let attended = attention(q, k, v, None, None, options)
+            .swap_dims(1, 2)
+            .reshape([b, s, h]);
+        let x = x + self.out_proj.forward(attended);
+        let hidden = act.forward(self.fc1.forward(self.layer_norm2.forward(x.clone())));
+        x + self.fc2.forward(hidden)
+    }
+}
+

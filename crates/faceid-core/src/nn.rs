@@ -1,0 +1,217 @@
+//! The layers every model here is made of, built from checkpoint tensors.
+//!
+//! Each layer's `load` takes the [`Scope`] of the PyTorch module it replaces and the sizes the
+//! config implies; the tensor names (`weight`, `bias`) are PyTorch's. Linear weights are stored
+//! transposed (`[in, out]`) once at load time, the layout burn's `linear` wants.
+
+use burn::module::{Module, Param};
+use burn::tensor::Tensor;
+use burn::tensor::module::{conv2d, layer_norm, linear};
+use burn::tensor::ops::ConvOptions;
+
+use crate::weights::{Scope, WeightError};
+
+/// `torch.nn.Linear`.
+#[derive(Module, Debug)]
+pub struct Linear {
+    /// `[in, out]` (PyTorch's weight transposed).
+    pub weight: Param<Tensor<2>>,
+    /// `[out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Linear {
+    /// Loads `weight` (`[out, in]` in the checkpoint) and, if `bias`, `bias`.
+    pub fn load(scope: &Scope, d_in: usize, d_out: usize, bias: bool) -> Result<Self, WeightError> {
+        let weight = scope.host("weight", &[d_out, d_in])?.transpose_2d();
+        let weight = Param::from_tensor(weight.to_tensor(scope.device()));
+        let bias = if bias {
+            Some(Param::from_tensor(scope.tensor("bias", [d_out])?))
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    /// Builds the layer from a `[in, out]` weight already on the device.
+    pub fn from_parts(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+            bias: bias.map(Param::from_tensor),
+        }
+    }
+
+    /// `x @ W + b` over the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.val(), self.bias.as_ref().map(Param::val))
+    }
+
+    /// Input features.
+    pub fn d_in(&self) -> usize {
+        self.weight.shape()[0]
+    }
+
+    /// Output features.
+    pub fn d_out(&self) -> usize {
+        self.weight.shape()[1]
+    }
+}
+
+/// `torch.nn.Conv2d` (square kernel, symmetric or explicit padding).
+#[derive(Module, Debug)]
+pub struct Conv2d {
+    /// `[out, in / groups, k, k]`.
+    pub weight: Param<Tensor<4>>,
+    /// `[out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// Stride in both directions.
+    pub stride: usize,
+    /// Padding `(top, bottom, left, right)`.
+    pub padding: [usize; 4],
+}
+
+impl Conv2d {
+    /// Loads a conv with a `kernel`×`kernel` kernel, `padding` on every side, and a bias.
+    pub fn load(
+        scope: &Scope,
+        d_in: usize,
+        d_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self, WeightError> {
+        Ok(Self {
+            weight: Param::from_tensor(scope.tensor("weight", [d_out, d_in, kernel, kernel])?),
+            bias: Some(Param::from_tensor(scope.tensor("bias", [d_out])?)),
+            stride,
+            padding: [padding; 4],
+        })
+    }
+
+    /// Replaces the padding with an explicit `(top, bottom, left, right)`.
+    pub fn with_padding(mut self, padding: [usize; 4]) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Applies the convolution to `[batch, channels, height, width]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [top, bottom, left, right] = self.padding;
+        let options = ConvOptions {
+            stride: [self.stride; 2],
+            padding: [(top, bottom), (left, right)],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        conv2d(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(Param::val),
+            options,
+        )
+    }
+}
+
+/// `torch.nn.GroupNorm` with affine parameters.
+#[derive(Module, Debug)]
+pub struct GroupNorm {
+    /// `[channels]`.
+    pub weight: Param<Tensor<1>>,
+    /// `[channels]`.
+    pub bias: Param<Tensor<1>>,
+    /// Number of groups.
+    pub groups: usize,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl GroupNorm {
+    /// Loads `weight` and `bias` for `channels` channels.
+    pub fn load(
+        scope: &Scope,
+        groups: usize,
+        channels: usize,
+        eps: f64,
+    ) -> Result<Self, WeightError> {
+        Ok(Self {
+            weight: Param::from_tensor(scope.tensor("weight", [channels])?),
+            bias: Param::from_tensor(scope.tensor("bias", [channels])?),
+            groups,
+            eps,
+        })
+    }
+
+    /// Normalises `[batch, channels, ...]` per group (biased variance, as PyTorch).
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let shape = x.dims();
+        let [batch, channels] = [shape[0], shape[1]];
+        let per_group = shape.iter().product::<usize>() / (batch * self.groups);
+        let grouped = x.reshape([batch, self.groups, per_group]);
+        let (var, mean) = grouped.clone().var_mean_bias(2);
+        let normed = (grouped - mean) / (var + self.eps).sqrt();
+        let mut affine_shape = [1usize; D];
+        affine_shape[1] = channels;
+        normed.reshape(shape) * self.weight.val().reshape(affine_shape)
+            + self.bias.val().reshape(affine_shape)
+    }
+}
+
+/// `torch.nn.LayerNorm` over the last dimension, with affine parameters.
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    /// `[dim]`.
+    pub weight: Param<Tensor<1>>,
+    /// `[dim]`.
+    pub bias: Param<Tensor<1>>,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Loads `weight` and `bias` of size `dim`.
+    pub fn load(scope: &Scope, dim: usize, eps: f64) -> Result<Self, WeightError> {
+        Ok(Self {
+            weight: Param::from_tensor(scope.tensor("weight", [dim])?),
+            bias: Param::from_tensor(scope.tensor("bias", [dim])?),
+            eps,
+        })
+    }
+
+    /// Normalises over the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
+    }
+}
+
+/// The activation functions named in Hugging Face configs (`hidden_act`, `act_fn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `x * sigmoid(x)`.
+    Silu,
+    /// Same as silu (`swish` in some configs).
+    Swish,
+    /// Exact GELU (erf).
+    Gelu,
+    /// `x * sigmoid(1.702 x)` (OpenAI CLIP).
+    QuickGelu,
+    /// Tanh-approximated GELU.
+    #[serde(alias = "gelu_pytorch_tanh")]
+    GeluNew,
+    /// `max(x, 0)`.
+    Relu,
+}
+
+impl Activation {
+    /// Applies the activation.
+    pub fn forward<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        use burn::tensor::activation as act;
+        match self {
+            Self::Silu | Self::Swish => act::silu(x),
+            Self::Gelu => act::gelu(x),
+            Self::QuickGelu => x.clone() * act::sigmoid(x * 1.702),
+            Self::GeluNew => act::gelu_approximate(x),
+            Self::Relu => act::relu(x),
+        }
+    }
+}

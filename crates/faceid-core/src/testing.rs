@@ -1,0 +1,41 @@
+//! Support for comparing against reference tensors written by the fixture generator
+//! (`tests/fixtures/`): reading a safetensors file of float and integer tensors, and error metrics.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::tensor::Tensor;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::weights::HostTensor;
+
+/// Reads every tensor of a reference safetensors file as f32 (integers converted exactly up to
+/// 2^24). Panics with the path on failure: for tests only.
+pub fn read_reference(path: &Path) -> HashMap<String, HostTensor> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let file = SafeTensors::deserialize(&bytes)
+        .unwrap_or_else(|e| panic!("{} is not safetensors: {e}", path.display()));
+    file.iter()
+        .map(|(name, view)| {
+            let raw = view.data();
+            let data: Vec<f32> = match view.dtype() {
+                Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+                Dtype::I64 => raw.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+                Dtype::I32 => raw.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+                other => panic!("{}: tensor {name} has unsupported dtype {other:?}", path.display()),
+            };
+            (name.to_owned(), HostTensor::new(view.shape().to_vec(), data))
+        })
+        .collect()
+}
+
+/// The largest absolute difference between a device tensor and reference values.
+pub fn max_abs_diff<const D: usize>(actual: Tensor<D>, expected: &HostTensor) -> f32 {
+    assert_eq!(actual.dims().to_vec(), expected.shape, "shape mismatch");
+    let actual: Vec<f32> = actual.try_into_vec_as::<f32>().expect("f32 readback");
+    actual
+        .iter()
+        .zip(&expected.data)
+        .map(|(a, e)| (a - e).abs())
+        .fold(0.0, f32::max)
+}
