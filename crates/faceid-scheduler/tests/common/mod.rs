@@ -83,8 +83,19 @@ pub fn to_vec(tensor: Tensor<4>) -> Vec<f32> {
     tensor.try_into_vec_as::<f32>().expect("f32 tensor")
 }
 
-/// Largest absolute difference.
+/// Largest absolute difference; a NaN on either side counts as infinitely wrong.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = (x - y).abs();
+            if d.is_nan() { f32::INFINITY } else { d }
+        })
+        .fold(0.0, f32::max)
+}
+
+/// Whether a config uses the zero-terminal-SNR rescale.
+pub fn is_zero_snr(fixtures: &Fixtures, case: &Value) -> bool {
+    fixtures.meta["configs"][case["config"].as_str().expect("config")]["rescale_betas_zero_snr"] == Value::Bool(true)
 }

@@ -1,0 +1,202 @@
+//! `UNet2DConditionModel`: timestep embedding, `conv_in`, down blocks, mid block, up blocks with
+//! skip connections, `conv_norm_out` + SiLU + `conv_out`.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::activation::silu;
+use burn::tensor::{Tensor, TensorData};
+use faceid_core::nn::{Conv2d, GroupNorm, Linear};
+use faceid_core::weights::ComponentFiles;
+use faceid_core::{ConfigError, Device, WeightError, Weights};
+
+use crate::blocks::{BlockShape, DownBlock, MidBlock, ResnetShape, UpBlock};
+use crate::config::UNetConfig;
+use crate::transformer::TransformerShape;
+
+/// Period of the sinusoidal timestep embedding.
+const MAX_PERIOD: f64 = 10_000.0;
+
+/// A UNet that cannot be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum UNetError {
+    /// The config is unreadable or unsupported.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The weights do not match the config.
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    /// An input has the wrong shape.
+    #[error("UNet input `{input}` has shape {found:?}, expected {expected}")]
+    Input {
+        /// Which input.
+        input: &'static str,
+        /// Its shape.
+        found: Vec<usize>,
+        /// What the model takes.
+        expected: String,
+    },
+}
+
+/// The Stable Diffusion noise predictor.
+#[derive(Module, Debug)]
+pub struct UNet2DConditionModel {
+    linear_1: Linear,
+    linear_2: Linear,
+    conv_in: Conv2d,
+    down_blocks: Vec<DownBlock>,
+    mid_block: MidBlock,
+    up_blocks: Vec<UpBlock>,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+    #[module(skip)]
+    config: UNetConfig,
+}
+
+impl UNet2DConditionModel {
+    /// Loads `unet/` of a diffusers folder: `config.json` and the safetensors weights
+    /// (plain, `fp16` variant or sharded).
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, UNetError> {
+        let config = UNetConfig::from_file(&dir.join("config.json"))?;
+        let files = ComponentFiles::find(dir, "diffusion_pytorch_model", None)?;
+        let weights = Weights::from_safetensors(&files.files, device)?;
+        let model = Self::load(&weights, config)?;
+        weights.finish()?;
+        Ok(model)
+    }
+
+    /// Builds the network described by `config` from `weights` (diffusers names).
+    pub fn load(weights: &Weights, config: UNetConfig) -> Result<Self, WeightError> {
+        let root = weights.root();
+        let n = config.block_out_channels.len();
+        let channels = &config.block_out_channels;
+        let heads = config.heads();
+        let layers = config.layers_per_block.expand(n);
+        let depth = config.transformer_layers_per_block.expand(n);
+        let context = config.cross_attention_dim.expand(n);
+        let temb = config.time_embed_dim();
+        let r = ResnetShape {
+            temb,
+            groups: config.norm_num_groups,
+            eps: config.norm_eps,
+        };
+        let transformer = |i: usize| TransformerShape {
+            channels: channels[i],
+            heads: heads[i],
+            context_dim: context[i],
+            depth: depth[i],
+            groups: config.norm_num_groups,
+            linear_projection: config.use_linear_projection,
+        };
+
+        // Down path; `skips` follows the channel count of every skip connection it leaves.
+        let mut skips = vec![channels[0]];
+        let mut down_blocks = Vec::with_capacity(n);
+        for (i, block_type) in config.down_block_types.iter().enumerate() {
+            let shape = BlockShape {
+                d_in: if i == 0 { channels[0] } else { channels[i - 1] },
+                d_out: channels[i],
+                layers: layers[i],
+                attention: block_type.has_attention(),
+                resample: i + 1 < n,
+                transformer: transformer(i),
+            };
+            let scope = root.at("down_blocks").at(i);
+            down_blocks.push(DownBlock::load(&scope, shape, r, config.downsample_padding)?);
+            skips.extend(std::iter::repeat_n(channels[i], layers[i] + usize::from(shape.resample)));
+        }
+        let mid_block = MidBlock::load(&root.at("mid_block"), channels[n - 1], r, transformer(n - 1))?;
+
+        // Up path: block i mirrors down block n-1-i and has one more resnet.
+        let mut up_blocks = Vec::with_capacity(n);
+        let mut prev = channels[n - 1];
+        for (i, block_type) in config.up_block_types.iter().enumerate() {
+            let mirror = n - 1 - i;
+            let count = layers[mirror] + 1;
+            let shape = BlockShape {
+                d_in: prev,
+                d_out: channels[mirror],
+                layers: count,
+                attention: block_type.has_attention(),
+                resample: i + 1 < n,
+                transformer: transformer(mirror),
+            };
+            let taken: Vec<usize> = (0..count).map(|_| skips.pop().expect("skip channels")).collect();
+            up_blocks.push(UpBlock::load(&root.at("up_blocks").at(i), shape, r, prev, &taken)?);
+            prev = channels[mirror];
+        }
+
+        Ok(Self {
+            linear_1: Linear::load(&root.at("time_embedding.linear_1"), channels[0], temb, true)?,
+            linear_2: Linear::load(&root.at("time_embedding.linear_2"), temb, temb, true)?,
+            conv_in: Conv2d::load(&root.at("conv_in"), config.in_channels, channels[0], 3, 1, 1)?,
+            down_blocks,
+            mid_block,
+            up_blocks,
+            conv_norm_out: GroupNorm::load(&root.at("conv_norm_out"), config.norm_num_groups, channels[0], config.norm_eps)?,
+            conv_out: Conv2d::load(&root.at("conv_out"), channels[0], config.out_channels, 3, 1, 1)?,
+            config,
+        })
+    }
+
+    /// The config the model was built from.
+    pub fn config(&self) -> &UNetConfig {
+        &self.config
+    }
+
+    /// Predicts the noise (or v) of `sample` (`[batch, in_channels, h, w]`) at `timestep`,
+    /// conditioned on `context` (`[batch, tokens, cross_attention_dim]`).
+    pub fn forward(&self, sample: Tensor<4>, timestep: f32, context: &Tensor<3>) -> Result<Tensor<4>, UNetError> {
+        let [batch, channels, h, w] = sample.dims();
+        if channels != self.config.in_channels || h == 0 || w == 0 {
+            return Err(UNetError::Input {
+                input: "sample",
+                found: sample.dims().to_vec(),
+                expected: format!("[batch, {}, height, width]", self.config.in_channels),
+            });
+        }
+        let context_dim = self.config.cross_attention_dim.expand(1)[0];
+        let [cb, _, cd] = context.dims();
+        if cb != batch || cd != context_dim {
+            return Err(UNetError::Input {
+                input: "encoder_hidden_states",
+                found: context.dims().to_vec(),
+                expected: format!("[{batch}, tokens, {context_dim}]"),
+            });
+        }
+        let device = sample.device();
+        let t_emb = self.timestep_embedding(timestep, batch, &device);
+        let temb = self.linear_2.forward(silu(self.linear_1.forward(t_emb)));
+
+        let mut x = self.conv_in.forward(sample);
+        let mut skips = vec![x.clone()];
+        for block in &self.down_blocks {
+            x = block.forward(x, &temb, context, &mut skips);
+        }
+        x = self.mid_block.forward(x, &temb, context);
+        for block in &self.up_blocks {
+            let next = skips.len().checked_sub(block.layers() + 1).map(|i| {
+                let [_, _, h, w] = skips[i].dims();
+                [h, w]
+            });
+            x = block.forward(x, &temb, context, &mut skips, next);
+        }
+        Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
+    }
+
+    /// diffusers' `get_timestep_embedding`, in f32 like torch: `[batch, block_out_channels[0]]`.
+    fn timestep_embedding(&self, timestep: f32, batch: usize, device: &Device) -> Tensor<2> {
+        let dim = self.config.block_out_channels[0];
+        let half = dim / 2;
+        let log_period = -(MAX_PERIOD.ln() as f32);
+        let denominator = (half as f64 - self.config.freq_shift) as f32;
+        let args: Vec<f32> = (0..half)
+            .map(|i| timestep * ((log_period * i as f32) / denominator).exp())
+            .collect();
+        let (sin, cos): (Vec<f32>, Vec<f32>) = args.iter().map(|a| (a.sin(), a.cos())).unzip();
+        let mut row = if self.config.flip_sin_to_cos { [cos, sin].concat() } else { [sin, cos].concat() };
+        row.resize(dim, 0.0); // odd widths are zero-padded, as diffusers does
+        let data: Vec<f32> = std::iter::repeat_n(row, batch).flatten().collect();
+        Tensor::from_data(TensorData::new(data, [batch, dim]), device)
+    }
+}
