@@ -43,6 +43,12 @@ impl BaseParams {
             timestep_spacing: config.timestep_spacing.unwrap_or(default_spacing),
             steps_offset: config.steps_offset.unwrap_or(0),
         };
+        if params.num_train_timesteps < 2 {
+            return Err(SchedulerError::InvalidConfig(format!(
+                "num_train_timesteps must be at least 2, got {}",
+                params.num_train_timesteps
+            )));
+        }
         if let Some(betas) = &params.trained_betas
             && betas.len() != params.num_train_timesteps
         {

@@ -1,0 +1,285 @@
+//! Port of diffusers' `StableDiffusionPipeline.__call__` (pipelines/stable_diffusion/
+//! pipeline_stable_diffusion.py) in its numbered phases: check inputs, encode the prompt,
+//! prepare timesteps, prepare latents, denoise, decode.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use burn::tensor::Tensor;
+use faceid_clip::{ClipTextModel, ClipTokenizer};
+use faceid_core::{Device, HostTensor, TorchGenerator};
+use faceid_scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
+use faceid_unet::UNet2DConditionModel;
+use faceid_vae::AutoencoderKL;
+use image::RgbImage;
+
+use crate::error::PipelineError;
+use crate::image_io::to_rgb_images;
+
+/// Most steps a request may ask for.
+const MAX_STEPS: usize = 1000;
+/// Most images one request may ask for.
+const MAX_SAMPLES: usize = 16;
+/// Largest side in pixels.
+const MAX_SIDE: usize = 4096;
+
+/// The components of a Stable Diffusion 1.x/2.x model.
+#[derive(Debug)]
+pub struct StableDiffusion {
+    tokenizer: ClipTokenizer,
+    text_encoder: ClipTextModel,
+    unet: UNet2DConditionModel,
+    vae: AutoencoderKL,
+    scheduler_config: SchedulerConfig,
+    default_scheduler: SchedulerKind,
+    device: Device,
+}
+
+/// One generation request. `Default` gives diffusers' defaults (512×512, 50 steps, guidance 7.5).
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// What to draw.
+    pub prompt: String,
+    /// What to steer away from (classifier-free guidance's unconditional prompt; empty = "").
+    pub negative_prompt: String,
+    /// Images to generate.
+    pub num_samples: usize,
+    /// Width in pixels (a multiple of the VAE's scale factor, 8).
+    pub width: usize,
+    /// Height in pixels (a multiple of the VAE's scale factor, 8).
+    pub height: usize,
+    /// Denoising steps.
+    pub steps: usize,
+    /// Classifier-free guidance scale; at 1 or below the unconditional branch is skipped.
+    pub guidance_scale: f32,
+    /// Seed of the CPU torch generator that draws the initial noise (and any scheduler noise).
+    pub seed: u64,
+    /// Scheduler; `None` uses the model's own when supported, else DDIM.
+    pub scheduler: Option<SchedulerKind>,
+    /// DDIM's eta.
+    pub eta: f32,
+    /// Initial latents `[num_samples, 4, height/8, width/8]` instead of seeded noise.
+    pub latents: Option<HostTensor>,
+}
+
+impl Default for GenerateRequest {
+    fn default() -> Self {
+        Self {
+            prompt: String::new(),
+            negative_prompt: String::new(),
+            num_samples: 1,
+            width: 512,
+            height: 512,
+            steps: 50,
+            guidance_scale: 7.5,
+            seed: 0,
+            scheduler: None,
+            eta: 0.0,
+            latents: None,
+        }
+    }
+}
+
+/// Where a run is; passed to the progress callback before each step and once when done.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Steps finished.
+    pub step: usize,
+    /// Steps in all.
+    pub total: usize,
+    /// The timestep about to run (the last one when finished).
+    pub timestep: f32,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// One image per sample.
+    pub images: Vec<RgbImage>,
+    /// The seed used.
+    pub seed: u64,
+    /// The scheduler used.
+    pub scheduler: SchedulerKind,
+}
+
+impl StableDiffusion {
+    /// Loads a diffusers folder (`model_index.json`, `tokenizer/`, `text_encoder/`, `unet/`,
+    /// `vae/`, `scheduler/`); `vae` replaces the folder's own VAE (needed for folders that ship
+    /// none, such as Realistic_Vision_V4.0_noVAE, paired with sd-vae-ft-mse).
+    pub fn from_dir(dir: &Path, vae: Option<&Path>, device: &Device) -> Result<Self, PipelineError> {
+        if !dir.join("model_index.json").is_file() && !dir.join("unet").is_dir() {
+            return Err(PipelineError::NotAModel {
+                path: dir.to_owned(),
+                reason: "no model_index.json or unet/ folder".into(),
+            });
+        }
+        let vae_dir = vae.map(Path::to_owned).unwrap_or_else(|| dir.join("vae"));
+        if !vae_dir.join("config.json").is_file() {
+            return Err(PipelineError::NotAModel {
+                path: vae_dir,
+                reason: "no VAE here: pass a separate VAE folder (e.g. stabilityai/sd-vae-ft-mse)".into(),
+            });
+        }
+        let scheduler_config = SchedulerConfig::from_file(dir.join("scheduler/scheduler_config.json"))?;
+        let default_scheduler = match scheduler_config.class_name.as_deref() {
+            Some("EulerDiscreteScheduler") => SchedulerKind::Euler,
+            Some("EulerAncestralDiscreteScheduler") => SchedulerKind::EulerAncestral,
+            Some("DPMSolverMultistepScheduler") => SchedulerKind::DpmSolverMultistep2M {
+                karras: scheduler_config.use_karras_sigmas.unwrap_or(false),
+            },
+            _ => SchedulerKind::Ddim,
+        };
+        tracing::info!(model = %dir.display(), "loading Stable Diffusion components");
+        Ok(Self {
+            tokenizer: ClipTokenizer::from_dir(&dir.join("tokenizer"))?,
+            text_encoder: ClipTextModel::from_dir(&dir.join("text_encoder"), device)?,
+            unet: UNet2DConditionModel::from_dir(&dir.join("unet"), device)?,
+            vae: AutoencoderKL::from_dir(&vae_dir, device)?,
+            scheduler_config,
+            default_scheduler,
+            device: device.clone(),
+        })
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// How many pixels one latent covers per side.
+    pub fn vae_scale_factor(&self) -> usize {
+        self.vae.config().scale_factor()
+    }
+
+    /// The UNet.
+    pub fn unet(&self) -> &UNet2DConditionModel {
+        &self.unet
+    }
+
+    /// Checks a request against the model before any work is done.
+    pub fn check(&self, request: &GenerateRequest) -> Result<(), PipelineError> {
+        let invalid = |field, reason: String| Err(PipelineError::InvalidRequest { field, reason });
+        let f = self.vae_scale_factor();
+        for (field, side) in [("width", request.width), ("height", request.height)] {
+            if side == 0 || side % f != 0 || side > MAX_SIDE {
+                return invalid(field, format!("{side} must be a positive multiple of {f}, at most {MAX_SIDE}"));
+            }
+        }
+        if request.steps == 0 || request.steps > MAX_STEPS {
+            return invalid("num_inference_steps", format!("{} must be between 1 and {MAX_STEPS}", request.steps));
+        }
+        if request.num_samples == 0 || request.num_samples > MAX_SAMPLES {
+            return invalid("num_samples", format!("{} must be between 1 and {MAX_SAMPLES}", request.num_samples));
+        }
+        if !request.guidance_scale.is_finite() || request.guidance_scale < 0.0 {
+            return invalid("guidance_scale", format!("{} must be a finite number >= 0", request.guidance_scale));
+        }
+        if let Some(latents) = &request.latents {
+            let expected = self.latent_shape(request);
+            if latents.shape != expected {
+                return invalid("latents", format!("shape {:?} does not match {expected:?} (num_samples, channels, height/{f}, width/{f})", latents.shape));
+            }
+        }
+        Ok(())
+    }
+
+    fn latent_shape(&self, request: &GenerateRequest) -> Vec<usize> {
+        let f = self.vae_scale_factor();
+        vec![request.num_samples, self.unet.config().in_channels, request.height / f, request.width / f]
+    }
+
+    /// Encodes a prompt to `[1, 77, hidden]`.
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Tensor<3>, PipelineError> {
+        let cut = self.tokenizer.truncated_tokens(prompt)?;
+        if cut > 0 {
+            tracing::warn!(tokens = cut, "the prompt is longer than the text encoder takes; its end is ignored");
+        }
+        let ids = self.tokenizer.encode(prompt)?;
+        Ok(self.text_encoder.encode(&[ids])?)
+    }
+
+    /// Runs the pipeline. `progress` is called before every step and once at the end; returning
+    /// `ControlFlow::Break` cancels the run.
+    pub fn generate(
+        &self,
+        request: &GenerateRequest,
+        progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<Generated, PipelineError> {
+        // 1. Check inputs.
+        self.check(request)?;
+        let n = request.num_samples;
+        let guided = request.guidance_scale > 1.0;
+
+        // 2. Encode the prompt: [negative ×n, positive ×n] when guided, as diffusers batches it.
+        let positive = self.encode_prompt(&request.prompt)?.repeat_dim(0, n);
+        let context = if guided {
+            let negative = self.encode_prompt(&request.negative_prompt)?.repeat_dim(0, n);
+            Tensor::cat(vec![negative, positive], 0)
+        } else {
+            positive
+        };
+
+        // 3. Timesteps.
+        let kind = request.scheduler.unwrap_or(self.default_scheduler);
+        let mut scheduler = kind.build(&self.scheduler_config)?;
+        scheduler.set_eta(request.eta)?;
+        scheduler.set_timesteps(request.steps)?;
+
+        // 4. Latents: the generator's first draw, like diffusers' `prepare_latents`.
+        let mut generator = TorchGenerator::new(request.seed);
+        let shape: [usize; 4] = self.latent_shape(request).try_into().expect("four dimensions");
+        let latents = match &request.latents {
+            Some(given) => given.clone().to_tensor::<4>(&self.device),
+            None => generator.randn_tensor(shape, &self.device),
+        };
+        let latents = latents * scheduler.init_noise_sigma();
+
+        // 5. Denoise.
+        let latents = self.denoise(scheduler.as_mut(), latents, &context, request.guidance_scale, &mut generator, progress)?;
+
+        // 6. Decode, one image at a time to bound memory.
+        let scaling = self.vae.config().scaling_factor;
+        let mut images = Vec::with_capacity(n);
+        for i in 0..n {
+            let latent = latents.clone().narrow(0, i, 1) / scaling;
+            images.extend(to_rgb_images(self.vae.decode(latent)?));
+        }
+        Ok(Generated {
+            images,
+            seed: request.seed,
+            scheduler: kind,
+        })
+    }
+
+    /// The denoising loop: one batched UNet call per step for both guidance branches.
+    pub fn denoise(
+        &self,
+        scheduler: &mut dyn Scheduler,
+        mut latents: Tensor<4>,
+        context: &Tensor<3>,
+        guidance_scale: f32,
+        generator: &mut TorchGenerator,
+        progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<Tensor<4>, PipelineError> {
+        let guided = guidance_scale > 1.0;
+        let timesteps = scheduler.timesteps().to_vec();
+        let total = timesteps.len();
+        for (i, &t) in timesteps.iter().enumerate() {
+            if progress(Progress { step: i, total, timestep: t }).is_break() {
+                return Err(PipelineError::Cancelled { step: i });
+            }
+            let input = if guided { Tensor::cat(vec![latents.clone(), latents.clone()], 0) } else { latents.clone() };
+            let input = scheduler.scale_model_input(input, i)?;
+            let noise = self.unet.forward(input, t, context)?;
+            let noise = if guided {
+                let [uncond, cond]: [Tensor<4>; 2] = noise.chunk(2, 0).try_into().expect("two halves");
+                uncond.clone() + (cond - uncond) * guidance_scale
+            } else {
+                noise
+            };
+            latents = scheduler.step(noise, i, latents, generator)?;
+        }
+        let _ = progress(Progress { step: total, total, timestep: timesteps.last().copied().unwrap_or(0.0) });
+        Ok(latents)
+    }
+}
