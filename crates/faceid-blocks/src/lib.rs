@@ -5,5 +5,5 @@
 mod attention;
 mod resnet;
 
-pub use attention::{Attention, AttentionShape};
+pub use attention::{Attention, AttentionShape, IpAttention, Projection};
 pub use resnet::{Downsample2D, ResnetBlock2D, Upsample2D};

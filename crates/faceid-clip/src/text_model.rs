@@ -112,11 +112,16 @@ impl ClipTextModel {
             token_embedding: Param::from_tensor(
                 emb.tensor("token_embedding.weight", [config.vocab_size, h])?,
             ),
-            position_embedding: Param::from_tensor(
-                emb.tensor("position_embedding.weight", [config.max_position_embeddings, h])?,
-            ),
+            position_embedding: Param::from_tensor(emb.tensor(
+                "position_embedding.weight",
+                [config.max_position_embeddings, h],
+            )?),
             layers,
-            final_layer_norm: LayerNorm::load(&root.at("final_layer_norm"), h, config.layer_norm_eps)?,
+            final_layer_norm: LayerNorm::load(
+                &root.at("final_layer_norm"),
+                h,
+                config.layer_norm_eps,
+            )?,
             heads: config.num_attention_heads,
             act: config.hidden_act,
         })
@@ -139,7 +144,11 @@ impl ClipTextModel {
     /// The forward pass on an id tensor `[batch, seq]`.
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, seq] = ids.dims();
-        let positions = self.position_embedding.val().narrow(0, 0, seq).unsqueeze::<3>();
+        let positions = self
+            .position_embedding
+            .val()
+            .narrow(0, 0, seq)
+            .unsqueeze::<3>();
         let mut x = embedding(self.token_embedding.val(), ids) + positions;
         for layer in &self.layers {
             x = layer.forward(x, self.heads, self.act);
@@ -155,7 +164,11 @@ impl ClipTextModel {
 
 impl EncoderLayer {
     fn load(scope: &Scope, config: &ClipTextConfig) -> Result<Self, WeightError> {
-        let (h, m, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
+        let (h, m, eps) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.layer_norm_eps,
+        );
         let attn = scope.at("self_attn");
         let mlp = scope.at("mlp");
         Ok(Self {
@@ -190,4 +203,3 @@ impl EncoderLayer {
         x + self.fc2.forward(hidden)
     }
 }
-

@@ -14,7 +14,8 @@ use tokenizers::Tokenizer;
 const BOS: &str = "<|startoftext|>";
 const EOS: &str = "<|endoftext|>";
 /// CLIP's pre-tokenizer split, as in the reference tokenizer.
-const WORD_SPLIT: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+const WORD_SPLIT: &str =
+    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 /// Sequence length of every Stable Diffusion text encoder, used when the config gives none.
 const DEFAULT_MAX_LENGTH: usize = 77;
 
@@ -124,10 +125,12 @@ impl ClipTokenizer {
         };
         let mut added = Vec::new();
         for token in [pad, BOS, EOS] {
-            let id = vocab_map.get(token).ok_or_else(|| TokenizerError::Invalid {
-                path: vocab.to_owned(),
-                reason: format!("the vocabulary has no token `{token}`"),
-            })?;
+            let id = vocab_map
+                .get(token)
+                .ok_or_else(|| TokenizerError::Invalid {
+                    path: vocab.to_owned(),
+                    reason: format!("the vocabulary has no token `{token}`"),
+                })?;
             if !added.iter().any(|t: &Value| t["content"] == token) {
                 added.push(special(token, id));
             }
@@ -217,10 +220,11 @@ impl Settings {
                 path: path.clone(),
                 source,
             })?;
-            let value: Value = serde_json::from_str(&text).map_err(|e| TokenizerError::Invalid {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let value: Value =
+                serde_json::from_str(&text).map_err(|e| TokenizerError::Invalid {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
             if pad.is_none() {
                 pad = match &value["pad_token"] {
                     Value::String(s) => Some(s.clone()),

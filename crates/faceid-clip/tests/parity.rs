@@ -24,9 +24,10 @@ struct Case {
 
 #[test]
 fn tokenizer_matches_transformers_on_tricky_prompts() {
-    let cases: Cases =
-        serde_json::from_str(&std::fs::read_to_string(data().join("tokenizer_cases.json")).unwrap())
-            .unwrap();
+    let cases: Cases = serde_json::from_str(
+        &std::fs::read_to_string(data().join("tokenizer_cases.json")).unwrap(),
+    )
+    .unwrap();
     // tiny-a pads with <|endoftext|> and ships vocab.json + merges.txt (SD 1.x layout);
     // tiny-b pads with "!" and ships tokenizer.json (SD 2.x layout).
     let by_vocab = ClipTokenizer::from_dir(&data().join("tiny-a/tokenizer")).unwrap();
@@ -41,10 +42,18 @@ fn tokenizer_matches_transformers_on_tricky_prompts() {
         };
         let ids = tokenizer.encode(&case.prompt).unwrap();
         if ids != case.input_ids {
-            failures.push(format!("{:?} (pad {}): {:?} != {:?}", case.prompt, case.pad, ids, case.input_ids));
+            failures.push(format!(
+                "{:?} (pad {}): {:?} != {:?}",
+                case.prompt, case.pad, ids, case.input_ids
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -52,15 +61,24 @@ fn text_encoder_matches_transformers() {
     let device = Device::flex();
     for model in ["tiny-a", "tiny-b"] {
         let reference = read_reference(&data().join(model).join("reference.safetensors"));
-        let encoder = ClipTextModel::from_dir(&data().join(model).join("text_encoder"), &device).unwrap();
+        let encoder =
+            ClipTextModel::from_dir(&data().join(model).join("text_encoder"), &device).unwrap();
         let ids = &reference["text.input_ids"];
-        let rows: Vec<Vec<u32>> = ids.data.chunks(ids.shape[1]).map(|r| r.iter().map(|&v| v as u32).collect()).collect();
+        let rows: Vec<Vec<u32>> = ids
+            .data
+            .chunks(ids.shape[1])
+            .map(|r| r.iter().map(|&v| v as u32).collect())
+            .collect();
         let tokenizer = ClipTokenizer::from_dir(&data().join(model).join("tokenizer")).unwrap();
         let hidden = encoder.encode(&rows).unwrap();
         let err = max_abs_diff(hidden, &reference["text.last_hidden_state"]);
         assert!(err < 1e-4, "{model}: text encoder max abs error {err}");
         // The stored ids are the tokenizer's own output for the stored prompts.
-        assert_eq!(rows[1], tokenizer.encode("").unwrap(), "{model}: empty prompt ids");
+        assert_eq!(
+            rows[1],
+            tokenizer.encode("").unwrap(),
+            "{model}: empty prompt ids"
+        );
     }
 }
 

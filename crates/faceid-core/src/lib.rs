@@ -13,6 +13,7 @@ pub mod config;
 pub mod device;
 pub mod nn;
 pub mod rng;
+pub mod tensor_file;
 pub mod testing;
 pub mod weights;
 

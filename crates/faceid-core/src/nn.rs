@@ -46,6 +46,14 @@ impl Linear {
         linear(x, self.weight.val(), self.bias.as_ref().map(Param::val))
     }
 
+    /// Adds a low-rank update to the weight: `W += scale · up · down` in PyTorch's `[out, in]`
+    /// terms, with `down` `[rank, in]` and `up` `[out, rank]` (a LoRA fused into the layer).
+    pub fn fuse_low_rank(&mut self, down: Tensor<2>, up: Tensor<2>, scale: f32) {
+        let delta = down.transpose().matmul(up.transpose()) * scale;
+        let weight = self.weight.val() + delta;
+        self.weight = Param::from_tensor(weight);
+    }
+
     /// Input features.
     pub fn d_in(&self) -> usize {
         self.weight.shape()[0]

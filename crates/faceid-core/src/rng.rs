@@ -38,10 +38,7 @@ impl Mt19937 {
                 .wrapping_mul(prev ^ (prev >> 30))
                 .wrapping_add(i as u32);
         }
-        Self {
-            state,
-            index: MT_N,
-        }
+        Self { state, index: MT_N }
     }
 
     fn twist(&mut self) {
@@ -149,7 +146,7 @@ impl TorchGenerator {
         for block in data.chunks_exact_mut(16) {
             box_muller_16(block);
         }
-        if n % 16 != 0 {
+        if !n.is_multiple_of(16) {
             let tail = &mut data[n - 16..];
             for slot in tail.iter_mut() {
                 *slot = self.uniform_f32();
@@ -161,7 +158,11 @@ impl TorchGenerator {
 
     /// A tensor of standard normal values of the given shape (row-major), identical to
     /// `torch.randn(shape, generator=g)`, created on `device`.
-    pub fn randn_tensor<const D: usize>(&mut self, shape: [usize; D], device: &Device) -> Tensor<D> {
+    pub fn randn_tensor<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Tensor<D> {
         let n = shape.iter().product();
         let values = self.randn(n);
         Tensor::from_data(TensorData::new(values, shape), device)
@@ -185,6 +186,7 @@ fn box_muller_16(d: &mut [f32]) {
 
 /// Scalar transcription of `log256_ps` (Cephes `logf`) for inputs in `(0, 1]`, with the fused
 /// multiply-adds the compiler forms in torch's build.
+#[allow(clippy::excessive_precision)] // constants written as in the C source
 fn cephes_logf(x: f32) -> f32 {
     // The constants of avx_mathfun.h, written as there (double literals rounded to float).
     const P: [f32; 9] = [
@@ -200,7 +202,7 @@ fn cephes_logf(x: f32) -> f32 {
     ];
     const Q1: f32 = -2.12194440e-4_f64 as f32;
     const Q2: f32 = 0.693359375;
-    const SQRTHF: f32 = 0.707106781186547524_f64 as f32;
+    const SQRTHF: f32 = std::f64::consts::FRAC_1_SQRT_2 as f32;
 
     let x = x.max(f32::MIN_POSITIVE);
     let bits = x.to_bits();
@@ -225,6 +227,7 @@ fn cephes_logf(x: f32) -> f32 {
 }
 
 /// Scalar transcription of `sincos256_ps` (Cephes `sinf`/`cosf`), returning `(sin, cos)`.
+#[allow(clippy::excessive_precision)] // constants written as in the C source
 fn cephes_sincosf(x: f32) -> (f32, f32) {
     const FOPI: f32 = 1.27323954473516_f64 as f32; // 4 / pi
     const DP1: f32 = -0.78515625;

@@ -12,19 +12,35 @@ use crate::weights::HostTensor;
 /// Reads every tensor of a reference safetensors file as f32 (integers converted exactly up to
 /// 2^24). Panics with the path on failure: for tests only.
 pub fn read_reference(path: &Path) -> HashMap<String, HostTensor> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let file = SafeTensors::deserialize(&bytes)
         .unwrap_or_else(|e| panic!("{} is not safetensors: {e}", path.display()));
     file.iter()
         .map(|(name, view)| {
             let raw = view.data();
             let data: Vec<f32> = match view.dtype() {
-                Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-                Dtype::I64 => raw.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-                Dtype::I32 => raw.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-                other => panic!("{}: tensor {name} has unsupported dtype {other:?}", path.display()),
+                Dtype::F32 => raw
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+                Dtype::I64 => raw
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
+                    .collect(),
+                Dtype::I32 => raw
+                    .chunks_exact(4)
+                    .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f32)
+                    .collect(),
+                other => panic!(
+                    "{}: tensor {name} has unsupported dtype {other:?}",
+                    path.display()
+                ),
             };
-            (name.to_owned(), HostTensor::new(view.shape().to_vec(), data))
+            (
+                name.to_owned(),
+                HostTensor::new(view.shape().to_vec(), data),
+            )
         })
         .collect()
 }
@@ -38,4 +54,17 @@ pub fn max_abs_diff<const D: usize>(actual: Tensor<D>, expected: &HostTensor) ->
         .zip(&expected.data)
         .map(|(a, e)| (a - e).abs())
         .fold(0.0, f32::max)
+}
+
+/// The devices parity tests run on: flex always, plus wgpu when the build has it (the same
+/// kernels as on a GPU; Mesa's software Vulkan is enough).
+pub fn devices() -> Vec<burn::tensor::Device> {
+    let mut devices = Vec::new();
+    #[cfg(feature = "flex")]
+    devices.push(burn::tensor::Device::flex());
+    #[cfg(feature = "wgpu")]
+    devices.push(burn::tensor::Device::wgpu(
+        burn::tensor::DeviceKind::DefaultDevice,
+    ));
+    devices
 }

@@ -46,7 +46,9 @@ pub enum WeightError {
         expected: String,
     },
     /// The model needs a tensor the checkpoint does not have.
-    #[error("tensor `{name}` is missing from {origin}: the checkpoint does not match the model config")]
+    #[error(
+        "tensor `{name}` is missing from {origin}: the checkpoint does not match the model config"
+    )]
     Missing {
         /// The checkpoint name of the tensor.
         name: String,
@@ -54,7 +56,9 @@ pub enum WeightError {
         origin: String,
     },
     /// A tensor has another shape than the config implies.
-    #[error("tensor `{name}` in {origin} has shape {found:?}, the model config expects {expected:?}")]
+    #[error(
+        "tensor `{name}` in {origin} has shape {found:?}, the model config expects {expected:?}"
+    )]
     Shape {
         /// The checkpoint name of the tensor.
         name: String,
@@ -149,9 +153,14 @@ struct Entry {
 }
 
 enum Source {
-    Files { maps: Vec<Mmap>, entries: HashMap<String, Entry> },
+    Files {
+        maps: Vec<Mmap>,
+        entries: HashMap<String, Entry>,
+    },
     Memory(HashMap<String, HostTensor>),
-    Random { seed: u64 },
+    Random {
+        seed: u64,
+    },
 }
 
 /// A set of named checkpoint tensors on their way to a device.
@@ -165,7 +174,9 @@ pub struct Weights {
 
 impl std::fmt::Debug for Weights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Weights").field("origin", &self.origin).finish()
+        f.debug_struct("Weights")
+            .field("origin", &self.origin)
+            .finish()
     }
 }
 
@@ -176,7 +187,11 @@ impl Weights {
         let mut entries = HashMap::new();
         let origin = match paths {
             [one] => one.display().to_string(),
-            _ => format!("{} shards in {}", paths.len(), parent_of(&paths[0]).display()),
+            _ => format!(
+                "{} shards in {}",
+                paths.len(),
+                parent_of(&paths[0]).display()
+            ),
         };
         for (file, path) in paths.iter().enumerate() {
             let handle = File::open(path).map_err(|source| WeightError::Io {
@@ -210,7 +225,44 @@ impl Weights {
             }
             maps.push(map);
         }
-        Ok(Self::with_source(Source::Files { maps, entries }, origin, device))
+        Ok(Self::with_source(
+            Source::Files { maps, entries },
+            origin,
+            device,
+        ))
+    }
+
+    /// Reads a PyTorch checkpoint (`torch.save` output: the zip format or the legacy pickle, as
+    /// `.bin`, `.pt`, `.pth`) without Python. Nested dictionaries give dotted names
+    /// (`{"image_proj": {"proj.0.weight": ..}}` → `image_proj.proj.0.weight`).
+    pub fn from_pytorch(path: &Path, device: &Device) -> Result<Self, WeightError> {
+        use burn_store::pytorch_reader::{DType as PtType, PytorchReader};
+        let format = |reason: String| WeightError::Format {
+            path: path.to_owned(),
+            reason,
+        };
+        let reader = PytorchReader::new(path).map_err(|e| format(e.to_string()))?;
+        let origin = path.display().to_string();
+        let mut tensors = HashMap::new();
+        for (name, tensor) in reader.into_tensors() {
+            let bytes = tensor.read().map_err(|e| format(e.to_string()))?;
+            let dtype = match tensor.dtype() {
+                PtType::F32 => Dtype::F32,
+                PtType::F16 => Dtype::F16,
+                PtType::BF16 => Dtype::BF16,
+                PtType::F64 => Dtype::F64,
+                other => {
+                    return Err(WeightError::Dtype {
+                        name,
+                        origin,
+                        dtype: format!("{other:?}"),
+                    });
+                }
+            };
+            let data = decode(&name, &origin, dtype, &bytes)?;
+            tensors.insert(name, HostTensor::new(tensor.shape().to_vec(), data));
+        }
+        Ok(Self::from_memory(tensors, origin, device))
     }
 
     /// Wraps tensors already in memory (for example from a torch pickle).
@@ -299,7 +351,10 @@ impl Weights {
                 let entry = entries.get(name).ok_or_else(|| self.missing(name))?;
                 self.check_shape(name, &entry.shape, expected)?;
                 let bytes = &maps[entry.file][entry.start..entry.end];
-                HostTensor::new(entry.shape.clone(), self.decode(name, entry.dtype, bytes)?)
+                HostTensor::new(
+                    entry.shape.clone(),
+                    decode(name, &self.origin, entry.dtype, bytes)?,
+                )
             }
             Source::Memory(map) => {
                 let tensor = map.get(name).ok_or_else(|| self.missing(name))?;
@@ -308,7 +363,10 @@ impl Weights {
             }
             Source::Random { seed } => random_tensor(*seed, name, expected),
         };
-        self.used.lock().expect("weights lock").insert(name.to_owned());
+        self.used
+            .lock()
+            .expect("weights lock")
+            .insert(name.to_owned());
         Ok(tensor)
     }
 
@@ -349,7 +407,12 @@ impl Weights {
         }
     }
 
-    fn check_shape(&self, name: &str, found: &[usize], expected: &[usize]) -> Result<(), WeightError> {
+    fn check_shape(
+        &self,
+        name: &str,
+        found: &[usize],
+        expected: &[usize],
+    ) -> Result<(), WeightError> {
         if found == expected {
             return Ok(());
         }
@@ -360,35 +423,36 @@ impl Weights {
             expected: expected.to_vec(),
         })
     }
+}
 
-    fn decode(&self, name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>, WeightError> {
-        let values = match dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            other => {
-                return Err(WeightError::Dtype {
-                    name: name.to_owned(),
-                    origin: self.origin.clone(),
-                    dtype: format!("{other:?}"),
-                });
-            }
-        };
-        Ok(values)
-    }
+/// Converts stored little-endian floats to f32.
+fn decode(name: &str, origin: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>, WeightError> {
+    let values = match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        other => {
+            return Err(WeightError::Dtype {
+                name: name.to_owned(),
+                origin: origin.to_owned(),
+                dtype: format!("{other:?}"),
+            });
+        }
+    };
+    Ok(values)
 }
 
 fn parent_of(path: &Path) -> &Path {
@@ -398,9 +462,9 @@ fn parent_of(path: &Path) -> &Path {
 /// Deterministic stand-in values for a named tensor: a splitmix64 stream keyed by the seed and
 /// the name, uniform in `±1/sqrt(fan_in)` (fan_in = product of all but the first dimension).
 fn random_tensor(seed: u64, name: &str, shape: &[usize]) -> HostTensor {
-    let mut state = name
-        .bytes()
-        .fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
+    let mut state = name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
+    });
     let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
     let bound = 1.0 / (fan_in as f32).sqrt();
     let len: usize = shape.iter().product();

@@ -16,7 +16,9 @@ fn data_dir() -> PathBuf {
 }
 
 fn read_f32(st: &SafeTensors<'_>, key: &str) -> (Vec<usize>, Vec<f32>) {
-    let view = st.tensor(key).unwrap_or_else(|e| panic!("missing tensor {key}: {e}"));
+    let view = st
+        .tensor(key)
+        .unwrap_or_else(|e| panic!("missing tensor {key}: {e}"));
     assert_eq!(view.dtype(), Dtype::F32, "{key}");
     let values = view
         .data()
@@ -39,7 +41,8 @@ fn shape_of(draw: &Value) -> Vec<usize> {
 fn randn_matches_torch() {
     let dir = data_dir();
     let meta: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("noise.json")).expect("run tests/fixtures/generate.py --only noise"),
+        &std::fs::read_to_string(dir.join("noise.json"))
+            .expect("run tests/fixtures/generate.py --only noise"),
     )
     .expect("noise.json");
     let bytes = std::fs::read(dir.join("noise.safetensors")).expect("noise.safetensors");
@@ -82,7 +85,10 @@ fn randn_tensor_is_row_major_and_continues_the_stream() {
     assert_eq!(t.dims(), [2, 4, 3, 5]);
     let values: Vec<f32> = t.try_into_vec_as::<f32>().expect("f32 data");
     assert_eq!(values, b.randn(120));
-    let next = a.randn_tensor([7], &device).try_into_vec_as::<f32>().expect("f32 data");
+    let next = a
+        .randn_tensor([7], &device)
+        .try_into_vec_as::<f32>()
+        .expect("f32 data");
     assert_eq!(next, b.randn(7));
 }
 

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use faceid_clip::{TextEncoderError, TokenizerError};
 use faceid_core::{ConfigError, WeightError};
+use faceid_face::FaceError;
+use faceid_ipadapter::AdapterError;
 use faceid_scheduler::SchedulerError;
 use faceid_unet::UNetError;
 use faceid_vae::VaeError;
@@ -51,6 +53,12 @@ pub enum PipelineError {
     /// The VAE failed.
     #[error(transparent)]
     Vae(#[from] VaeError),
+    /// The FaceID adapter cannot be used.
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
+    /// Face analysis failed (no face, unreadable image, ...).
+    #[error(transparent)]
+    Face(#[from] FaceError),
     /// The scheduler failed.
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),

@@ -14,10 +14,13 @@
 #![deny(missing_docs)]
 
 mod error;
+mod identity;
 mod image_io;
 mod stable_diffusion;
 
 pub use error::PipelineError;
+pub use faceid_ipadapter::{AdapterOptions, LoraSource};
+pub use faceid_scheduler::SchedulerKind;
+pub use identity::identity_from_images;
 pub use image_io::{grid, to_rgb_images};
 pub use stable_diffusion::{GenerateRequest, Generated, Progress, StableDiffusion};
-pub use faceid_scheduler::SchedulerKind;

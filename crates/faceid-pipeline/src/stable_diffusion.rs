@@ -8,6 +8,7 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use faceid_clip::{ClipTextModel, ClipTokenizer};
 use faceid_core::{Device, HostTensor, TorchGenerator};
+use faceid_ipadapter::{AdapterOptions, FaceIdAdapter};
 use faceid_scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
 use faceid_unet::UNet2DConditionModel;
 use faceid_vae::AutoencoderKL;
@@ -32,6 +33,7 @@ pub struct StableDiffusion {
     vae: AutoencoderKL,
     scheduler_config: SchedulerConfig,
     default_scheduler: SchedulerKind,
+    faceid: Option<FaceIdAdapter>,
     device: Device,
 }
 
@@ -60,6 +62,9 @@ pub struct GenerateRequest {
     pub eta: f32,
     /// Initial latents `[num_samples, 4, height/8, width/8]` instead of seeded noise.
     pub latents: Option<HostTensor>,
+    /// The identity to draw (`[1, 512]` or `[512]`, a normalised ArcFace embedding), for a
+    /// model with a FaceID adapter installed.
+    pub face_embedding: Option<HostTensor>,
 }
 
 impl Default for GenerateRequest {
@@ -76,6 +81,7 @@ impl Default for GenerateRequest {
             scheduler: None,
             eta: 0.0,
             latents: None,
+            face_embedding: None,
         }
     }
 }
@@ -106,7 +112,11 @@ impl StableDiffusion {
     /// Loads a diffusers folder (`model_index.json`, `tokenizer/`, `text_encoder/`, `unet/`,
     /// `vae/`, `scheduler/`); `vae` replaces the folder's own VAE (needed for folders that ship
     /// none, such as Realistic_Vision_V4.0_noVAE, paired with sd-vae-ft-mse).
-    pub fn from_dir(dir: &Path, vae: Option<&Path>, device: &Device) -> Result<Self, PipelineError> {
+    pub fn from_dir(
+        dir: &Path,
+        vae: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self, PipelineError> {
         if !dir.join("model_index.json").is_file() && !dir.join("unet").is_dir() {
             return Err(PipelineError::NotAModel {
                 path: dir.to_owned(),
@@ -117,10 +127,12 @@ impl StableDiffusion {
         if !vae_dir.join("config.json").is_file() {
             return Err(PipelineError::NotAModel {
                 path: vae_dir,
-                reason: "no VAE here: pass a separate VAE folder (e.g. stabilityai/sd-vae-ft-mse)".into(),
+                reason: "no VAE here: pass a separate VAE folder (e.g. stabilityai/sd-vae-ft-mse)"
+                    .into(),
             });
         }
-        let scheduler_config = SchedulerConfig::from_file(dir.join("scheduler/scheduler_config.json"))?;
+        let scheduler_config =
+            SchedulerConfig::from_file(dir.join("scheduler/scheduler_config.json"))?;
         let default_scheduler = match scheduler_config.class_name.as_deref() {
             Some("EulerDiscreteScheduler") => SchedulerKind::Euler,
             Some("EulerAncestralDiscreteScheduler") => SchedulerKind::EulerAncestral,
@@ -137,8 +149,42 @@ impl StableDiffusion {
             vae: AutoencoderKL::from_dir(&vae_dir, device)?,
             scheduler_config,
             default_scheduler,
+            faceid: None,
             device: device.clone(),
         })
+    }
+
+    /// Installs an IP-Adapter FaceID checkpoint (`.bin` or `.safetensors`): its LoRA is fused
+    /// into the UNet and its image branch added to every cross-attention layer.
+    pub fn install_faceid(
+        &mut self,
+        checkpoint: &Path,
+        options: &AdapterOptions,
+    ) -> Result<(), PipelineError> {
+        if self.faceid.is_some() {
+            return Err(PipelineError::InvalidRequest {
+                field: "ip_adapter",
+                reason: "a FaceID adapter is already installed; load the model again to change it"
+                    .into(),
+            });
+        }
+        self.faceid = Some(FaceIdAdapter::install(
+            checkpoint,
+            &mut self.unet,
+            options,
+            &self.device,
+        )?);
+        Ok(())
+    }
+
+    /// Changes the weight of the FaceID image branch (0 draws as if no face were given).
+    pub fn set_ip_scale(&mut self, scale: f32) {
+        FaceIdAdapter::set_ip_scale(&mut self.unet, scale);
+    }
+
+    /// Whether a FaceID adapter is installed.
+    pub fn has_faceid(&self) -> bool {
+        self.faceid.is_some()
     }
 
     /// The device the model runs on.
@@ -162,22 +208,60 @@ impl StableDiffusion {
         let f = self.vae_scale_factor();
         for (field, side) in [("width", request.width), ("height", request.height)] {
             if side == 0 || side % f != 0 || side > MAX_SIDE {
-                return invalid(field, format!("{side} must be a positive multiple of {f}, at most {MAX_SIDE}"));
+                return invalid(
+                    field,
+                    format!("{side} must be a positive multiple of {f}, at most {MAX_SIDE}"),
+                );
             }
         }
         if request.steps == 0 || request.steps > MAX_STEPS {
-            return invalid("num_inference_steps", format!("{} must be between 1 and {MAX_STEPS}", request.steps));
+            return invalid(
+                "num_inference_steps",
+                format!("{} must be between 1 and {MAX_STEPS}", request.steps),
+            );
         }
         if request.num_samples == 0 || request.num_samples > MAX_SAMPLES {
-            return invalid("num_samples", format!("{} must be between 1 and {MAX_SAMPLES}", request.num_samples));
+            return invalid(
+                "num_samples",
+                format!(
+                    "{} must be between 1 and {MAX_SAMPLES}",
+                    request.num_samples
+                ),
+            );
         }
         if !request.guidance_scale.is_finite() || request.guidance_scale < 0.0 {
-            return invalid("guidance_scale", format!("{} must be a finite number >= 0", request.guidance_scale));
+            return invalid(
+                "guidance_scale",
+                format!("{} must be a finite number >= 0", request.guidance_scale),
+            );
+        }
+        if let Some(embedding) = &request.face_embedding {
+            if self.faceid.is_none() {
+                return invalid(
+                    "face_embedding",
+                    "the model has no FaceID adapter installed".into(),
+                );
+            }
+            if !matches!(embedding.shape.as_slice(), [512] | [1, 512]) {
+                return invalid(
+                    "face_embedding",
+                    format!("shape {:?}, expected [1, 512] or [512]", embedding.shape),
+                );
+            }
+            if embedding.data.iter().any(|v| !v.is_finite()) {
+                return invalid("face_embedding", "contains NaN or infinite values".into());
+            }
         }
         if let Some(latents) = &request.latents {
             let expected = self.latent_shape(request);
             if latents.shape != expected {
-                return invalid("latents", format!("shape {:?} does not match {expected:?} (num_samples, channels, height/{f}, width/{f})", latents.shape));
+                return invalid(
+                    "latents",
+                    format!(
+                        "shape {:?} does not match {expected:?} (num_samples, channels, height/{f}, width/{f})",
+                        latents.shape
+                    ),
+                );
             }
         }
         Ok(())
@@ -185,14 +269,22 @@ impl StableDiffusion {
 
     fn latent_shape(&self, request: &GenerateRequest) -> Vec<usize> {
         let f = self.vae_scale_factor();
-        vec![request.num_samples, self.unet.config().in_channels, request.height / f, request.width / f]
+        vec![
+            request.num_samples,
+            self.unet.config().in_channels,
+            request.height / f,
+            request.width / f,
+        ]
     }
 
     /// Encodes a prompt to `[1, 77, hidden]`.
     pub fn encode_prompt(&self, prompt: &str) -> Result<Tensor<3>, PipelineError> {
         let cut = self.tokenizer.truncated_tokens(prompt)?;
         if cut > 0 {
-            tracing::warn!(tokens = cut, "the prompt is longer than the text encoder takes; its end is ignored");
+            tracing::warn!(
+                tokens = cut,
+                "the prompt is longer than the text encoder takes; its end is ignored"
+            );
         }
         let ids = self.tokenizer.encode(prompt)?;
         Ok(self.text_encoder.encode(&[ids])?)
@@ -213,10 +305,28 @@ impl StableDiffusion {
         // 2. Encode the prompt: [negative ×n, positive ×n] when guided, as diffusers batches it.
         let positive = self.encode_prompt(&request.prompt)?.repeat_dim(0, n);
         let context = if guided {
-            let negative = self.encode_prompt(&request.negative_prompt)?.repeat_dim(0, n);
+            let negative = self
+                .encode_prompt(&request.negative_prompt)?
+                .repeat_dim(0, n);
             Tensor::cat(vec![negative, positive], 0)
         } else {
             positive
+        };
+
+        // 2b. FaceID image tokens: the projection of the identity, and of zeros for the
+        // unconditional half, batched like the text.
+        let image_tokens = match (&self.faceid, &request.face_embedding) {
+            (Some(adapter), Some(embedding)) => {
+                let cond = adapter
+                    .image_tokens(&embedding.data, &[512])?
+                    .repeat_dim(0, n);
+                Some(if guided {
+                    Tensor::cat(vec![adapter.unconditional_tokens(n), cond], 0)
+                } else {
+                    cond
+                })
+            }
+            _ => None,
         };
 
         // 3. Timesteps.
@@ -227,7 +337,10 @@ impl StableDiffusion {
 
         // 4. Latents: the generator's first draw, like diffusers' `prepare_latents`.
         let mut generator = TorchGenerator::new(request.seed);
-        let shape: [usize; 4] = self.latent_shape(request).try_into().expect("four dimensions");
+        let shape: [usize; 4] = self
+            .latent_shape(request)
+            .try_into()
+            .expect("four dimensions");
         let latents = match &request.latents {
             Some(given) => given.clone().to_tensor::<4>(&self.device),
             None => generator.randn_tensor(shape, &self.device),
@@ -235,7 +348,15 @@ impl StableDiffusion {
         let latents = latents * scheduler.init_noise_sigma();
 
         // 5. Denoise.
-        let latents = self.denoise(scheduler.as_mut(), latents, &context, request.guidance_scale, &mut generator, progress)?;
+        let latents = self.denoise(
+            scheduler.as_mut(),
+            latents,
+            &context,
+            image_tokens.as_ref(),
+            request.guidance_scale,
+            &mut generator,
+            progress,
+        )?;
 
         // 6. Decode, one image at a time to bound memory.
         let scaling = self.vae.config().scaling_factor;
@@ -257,6 +378,7 @@ impl StableDiffusion {
         scheduler: &mut dyn Scheduler,
         mut latents: Tensor<4>,
         context: &Tensor<3>,
+        image_tokens: Option<&Tensor<3>>,
         guidance_scale: f32,
         generator: &mut TorchGenerator,
         progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
@@ -265,21 +387,38 @@ impl StableDiffusion {
         let timesteps = scheduler.timesteps().to_vec();
         let total = timesteps.len();
         for (i, &t) in timesteps.iter().enumerate() {
-            if progress(Progress { step: i, total, timestep: t }).is_break() {
+            if progress(Progress {
+                step: i,
+                total,
+                timestep: t,
+            })
+            .is_break()
+            {
                 return Err(PipelineError::Cancelled { step: i });
             }
-            let input = if guided { Tensor::cat(vec![latents.clone(), latents.clone()], 0) } else { latents.clone() };
+            let input = if guided {
+                Tensor::cat(vec![latents.clone(), latents.clone()], 0)
+            } else {
+                latents.clone()
+            };
             let input = scheduler.scale_model_input(input, i)?;
-            let noise = self.unet.forward(input, t, context)?;
+            let noise = self
+                .unet
+                .forward_with_image(input, t, context, image_tokens)?;
             let noise = if guided {
-                let [uncond, cond]: [Tensor<4>; 2] = noise.chunk(2, 0).try_into().expect("two halves");
+                let [uncond, cond]: [Tensor<4>; 2] =
+                    noise.chunk(2, 0).try_into().expect("two halves");
                 uncond.clone() + (cond - uncond) * guidance_scale
             } else {
                 noise
             };
             latents = scheduler.step(noise, i, latents, generator)?;
         }
-        let _ = progress(Progress { step: total, total, timestep: timesteps.last().copied().unwrap_or(0.0) });
+        let _ = progress(Progress {
+            step: total,
+            total,
+            timestep: timesteps.last().copied().unwrap_or(0.0),
+        });
         Ok(latents)
     }
 }

@@ -40,8 +40,16 @@ fn cases() -> Vec<Case> {
 fn compare(name: &str, images: &[image::RgbImage], expected: &HostTensor) -> f32 {
     assert_eq!(expected.shape[0], images.len(), "{name}: image count");
     let mut worst = 0.0f32;
-    for (img, reference) in images.iter().zip(expected.data.chunks(expected.shape[1] * expected.shape[2] * 3)) {
-        assert_eq!((img.height() as usize, img.width() as usize), (expected.shape[1], expected.shape[2]), "{name}: size");
+    for (img, reference) in images.iter().zip(
+        expected
+            .data
+            .chunks(expected.shape[1] * expected.shape[2] * 3),
+    ) {
+        assert_eq!(
+            (img.height() as usize, img.width() as usize),
+            (expected.shape[1], expected.shape[2]),
+            "{name}: size"
+        );
         for (got, want) in img.as_raw().iter().zip(reference) {
             worst = worst.max((*got as f32 - want * 255.0).abs());
         }
@@ -70,7 +78,10 @@ fn run_cases(device: &Device) {
             seed: case.seed,
             scheduler: Some(case.scheduler.parse().unwrap()),
             eta: 0.0,
-            latents: case.latents.then(|| reference[&format!("{}.latents_in", case.name)].clone()),
+            latents: case
+                .latents
+                .then(|| reference[&format!("{}.latents_in", case.name)].clone()),
+            face_embedding: None,
         };
         let mut calls = 0;
         let out = sd
@@ -80,31 +91,83 @@ fn run_cases(device: &Device) {
             })
             .unwrap();
         assert_eq!(calls, case.steps + 1, "{}: progress callbacks", case.name);
-        let worst = compare(&case.name, &out.images, &reference[&format!("{}.images", case.name)]);
+        let worst = compare(
+            &case.name,
+            &out.images,
+            &reference[&format!("{}.images", case.name)],
+        );
         report.push(format!("{}: {worst:.3}/255", case.name));
         // 1/255 plus the half-unit of rounding the float reference has not had.
-        assert!(worst <= 1.5, "{}: worst channel error {worst}/255", case.name);
+        assert!(
+            worst <= 1.5,
+            "{}: worst channel error {worst}/255",
+            case.name
+        );
     }
     eprintln!("pipeline parity: {}", report.join(", "));
 }
 
 #[test]
 fn pipeline_matches_diffusers_for_every_case() {
-    run_cases(&Device::flex());
+    for device in faceid_core::testing::devices() {
+        run_cases(&device);
+    }
 }
 
 #[test]
 fn requests_out_of_range_are_refused_with_the_field_named() {
     let device = Device::flex();
     let sd = StableDiffusion::from_dir(&data().join("tiny-a"), None, &device).unwrap();
-    let base = GenerateRequest { prompt: "x".into(), width: 32, height: 32, steps: 2, ..Default::default() };
+    let base = GenerateRequest {
+        prompt: "x".into(),
+        width: 32,
+        height: 32,
+        steps: 2,
+        ..Default::default()
+    };
     let cases: Vec<(&str, GenerateRequest)> = vec![
-        ("width", GenerateRequest { width: 36, ..base.clone() }),
-        ("height", GenerateRequest { height: 0, ..base.clone() }),
-        ("num_inference_steps", GenerateRequest { steps: 0, ..base.clone() }),
-        ("num_samples", GenerateRequest { num_samples: 0, ..base.clone() }),
-        ("guidance_scale", GenerateRequest { guidance_scale: f32::NAN, ..base.clone() }),
-        ("latents", GenerateRequest { latents: Some(HostTensor::new(vec![1, 4, 2, 2], vec![0.0; 16])), ..base.clone() }),
+        (
+            "width",
+            GenerateRequest {
+                width: 36,
+                ..base.clone()
+            },
+        ),
+        (
+            "height",
+            GenerateRequest {
+                height: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            "num_inference_steps",
+            GenerateRequest {
+                steps: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            "num_samples",
+            GenerateRequest {
+                num_samples: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            "guidance_scale",
+            GenerateRequest {
+                guidance_scale: f32::NAN,
+                ..base.clone()
+            },
+        ),
+        (
+            "latents",
+            GenerateRequest {
+                latents: Some(HostTensor::new(vec![1, 4, 2, 2], vec![0.0; 16])),
+                ..base.clone()
+            },
+        ),
     ];
     for (field, request) in cases {
         match sd.generate(&request, &mut |_| ControlFlow::Continue(())) {
@@ -118,11 +181,26 @@ fn requests_out_of_range_are_refused_with_the_field_named() {
 fn a_run_can_be_cancelled_between_steps() {
     let device = Device::flex();
     let sd = StableDiffusion::from_dir(&data().join("tiny-a"), None, &device).unwrap();
-    let request = GenerateRequest { prompt: "x".into(), width: 32, height: 32, steps: 5, ..Default::default() };
+    let request = GenerateRequest {
+        prompt: "x".into(),
+        width: 32,
+        height: 32,
+        steps: 5,
+        ..Default::default()
+    };
     let err = sd
-        .generate(&request, &mut |p| if p.step == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        .generate(&request, &mut |p| {
+            if p.step == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
         .unwrap_err();
-    assert!(matches!(err, PipelineError::Cancelled { step: 2 }), "{err:?}");
+    assert!(
+        matches!(err, PipelineError::Cancelled { step: 2 }),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -12,8 +12,8 @@
 
 use burn::tensor::Tensor;
 
-use crate::config::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing};
 use crate::SchedulerError;
+use crate::config::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing};
 
 /// The configuration keys every scheduler shares, with diffusers' common defaults applied.
 #[derive(Debug, Clone)]
@@ -31,7 +31,10 @@ pub(crate) struct BaseParams {
 
 impl BaseParams {
     /// Takes the shared keys from `config`; `default_spacing` is the scheduler's own default.
-    pub fn resolve(config: &SchedulerConfig, default_spacing: TimestepSpacing) -> Result<Self, SchedulerError> {
+    pub fn resolve(
+        config: &SchedulerConfig,
+        default_spacing: TimestepSpacing,
+    ) -> Result<Self, SchedulerError> {
         let params = Self {
             num_train_timesteps: config.num_train_timesteps.unwrap_or(1000),
             beta_start: config.beta_start.unwrap_or(0.0001),
@@ -87,7 +90,9 @@ impl TrainSchedule {
         let n = params.num_train_timesteps;
         let mut betas: Vec<f32> = match (&params.trained_betas, params.beta_schedule) {
             (Some(trained), _) => trained.iter().map(|&b| b as f32).collect(),
-            (None, BetaSchedule::Linear) => torch_linspace_f32(params.beta_start, params.beta_end, n),
+            (None, BetaSchedule::Linear) => {
+                torch_linspace_f32(params.beta_start, params.beta_end, n)
+            }
             (None, BetaSchedule::ScaledLinear) => {
                 torch_linspace_f32(params.beta_start.powf(0.5), params.beta_end.powf(0.5), n)
                     .into_iter()
@@ -108,7 +113,10 @@ impl TrainSchedule {
 
     /// `((1 - alphas_cumprod) / alphas_cumprod) ** 0.5` in float32 (training sigmas, by timestep).
     pub fn sigmas(&self) -> Vec<f32> {
-        self.alphas_cumprod.iter().map(|&a| ((1.0 - a) / a).sqrt()).collect()
+        self.alphas_cumprod
+            .iter()
+            .map(|&a| ((1.0 - a) / a).sqrt())
+            .collect()
     }
 }
 
@@ -147,7 +155,11 @@ pub(crate) fn cumprod_f32(values: &[f32]) -> Vec<f32> {
 
 /// `betas_for_alpha_bar(n, alpha_transform_type="cosine")`, computed in Python floats.
 fn betas_for_alpha_bar_cosine(n: usize) -> Vec<f32> {
-    let alpha_bar = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powf(2.0);
+    let alpha_bar = |t: f64| {
+        ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0)
+            .cos()
+            .powf(2.0)
+    };
     (0..n)
         .map(|i| {
             let t1 = i as f64 / n as f64;
@@ -209,7 +221,8 @@ pub(crate) fn np_linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
 /// has 62 values, the last one about -6e-13, and diffusers keeps it.
 pub(crate) fn np_arange(start: f64, stop: f64, step: f64) -> Vec<f64> {
     let len = ((stop - start) / step).ceil();
-    if !(len >= 1.0) {
+    // Also catches NaN (a zero step).
+    if len.is_nan() || len < 1.0 {
         return Vec::new();
     }
     let len = len as usize;

@@ -236,7 +236,9 @@ impl SchedulerConfig {
         let fields = Fields { object, defaults };
         let solver_type = match fields.string("solver_type")? {
             // diffusers registers these (DEIS / UniPC names) as midpoint.
-            Some(name) if matches!(name.as_str(), "logrho" | "bh1" | "bh2") => Some(SolverType::Midpoint),
+            Some(name) if matches!(name.as_str(), "logrho" | "bh1" | "bh2") => {
+                Some(SolverType::Midpoint)
+            }
             Some(name) => Some(name.parse()?),
             None => None,
         };
@@ -296,17 +298,29 @@ impl<'a> Fields<'a> {
 
     fn string(&self, key: &'static str) -> Result<Option<String>, SchedulerError> {
         self.get(key)
-            .map(|value| value.as_str().map(str::to_string).ok_or_else(|| wrong(key, value, "a string")))
+            .map(|value| {
+                value
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| wrong(key, value, "a string"))
+            })
             .transpose()
     }
 
-    fn parsed<T: FromStr<Err = SchedulerError>>(&self, key: &'static str) -> Result<Option<T>, SchedulerError> {
+    fn parsed<T: FromStr<Err = SchedulerError>>(
+        &self,
+        key: &'static str,
+    ) -> Result<Option<T>, SchedulerError> {
         self.string(key)?.map(|text| text.parse()).transpose()
     }
 
     fn boolean(&self, key: &'static str) -> Result<Option<bool>, SchedulerError> {
         self.get(key)
-            .map(|value| value.as_bool().ok_or_else(|| wrong(key, value, "true or false")))
+            .map(|value| {
+                value
+                    .as_bool()
+                    .ok_or_else(|| wrong(key, value, "true or false"))
+            })
             .transpose()
     }
 
@@ -318,7 +332,11 @@ impl<'a> Fields<'a> {
 
     fn integer(&self, key: &'static str) -> Result<Option<i64>, SchedulerError> {
         self.get(key)
-            .map(|value| value.as_i64().ok_or_else(|| wrong(key, value, "an integer")))
+            .map(|value| {
+                value
+                    .as_i64()
+                    .ok_or_else(|| wrong(key, value, "an integer"))
+            })
             .transpose()
     }
 
@@ -339,7 +357,12 @@ impl<'a> Fields<'a> {
             .map(|value| {
                 value
                     .as_array()
-                    .and_then(|items| items.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>())
+                    .and_then(|items| {
+                        items
+                            .iter()
+                            .map(Value::as_f64)
+                            .collect::<Option<Vec<f64>>>()
+                    })
                     .ok_or_else(|| wrong(key, value, "a list of numbers"))
             })
             .transpose()

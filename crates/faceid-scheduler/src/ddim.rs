@@ -9,9 +9,11 @@
 
 use burn::tensor::Tensor;
 
-use crate::common::{leading, np_linspace, np_round, same_shape, trailing, BaseParams, TrainSchedule};
+use crate::common::{
+    BaseParams, TrainSchedule, leading, np_linspace, np_round, same_shape, trailing,
+};
 use crate::config::{PredictionType, SchedulerConfig, TimestepSpacing};
-use crate::{check_eta, Scheduler, SchedulerError, SchedulerKind, TorchGenerator};
+use crate::{Scheduler, SchedulerError, SchedulerKind, TorchGenerator, check_eta};
 
 /// diffusers' `DDIMScheduler`.
 #[derive(Debug, Clone)]
@@ -77,7 +79,11 @@ impl DdimScheduler {
         usize::try_from(index)
             .ok()
             .and_then(|i| self.schedule.alphas_cumprod.get(i).copied())
-            .ok_or_else(|| SchedulerError::InvalidConfig(format!("timestep {t} is outside the training schedule")))
+            .ok_or_else(|| {
+                SchedulerError::InvalidConfig(format!(
+                    "timestep {t} is outside the training schedule"
+                ))
+            })
     }
 
     fn timestep(&self, step_index: usize) -> Result<i64, SchedulerError> {
@@ -113,7 +119,10 @@ impl Scheduler for DdimScheduler {
                 .into_iter()
                 .map(|t| t as i64 + self.params.steps_offset)
                 .collect(),
-            TimestepSpacing::Trailing => trailing(num_train, num_train, n).into_iter().map(|t| t as i64).collect(),
+            TimestepSpacing::Trailing => trailing(num_train, num_train, n)
+                .into_iter()
+                .map(|t| t as i64)
+                .collect(),
         };
         self.num_inference_steps = n;
         self.timesteps_f32 = timesteps.iter().map(|&t| t as f32).collect();
@@ -147,7 +156,11 @@ impl Scheduler for DdimScheduler {
         Ok(())
     }
 
-    fn scale_model_input(&self, sample: Tensor<4>, step_index: usize) -> Result<Tensor<4>, SchedulerError> {
+    fn scale_model_input(
+        &self,
+        sample: Tensor<4>,
+        step_index: usize,
+    ) -> Result<Tensor<4>, SchedulerError> {
         self.timestep(step_index)?;
         Ok(sample)
     }

@@ -12,10 +12,12 @@
 use burn::tensor::Tensor;
 
 use crate::common::{
-    karras_sigmas, leading, log_sigmas, np_interp, np_linspace, np_round, same_shape, sigma_pair, sigma_to_t,
-    trailing, BaseParams, TrainSchedule,
+    BaseParams, TrainSchedule, karras_sigmas, leading, log_sigmas, np_interp, np_linspace,
+    np_round, same_shape, sigma_pair, sigma_to_t, trailing,
 };
-use crate::config::{BetaSchedule, FinalSigmasType, PredictionType, SchedulerConfig, SolverType, TimestepSpacing};
+use crate::config::{
+    BetaSchedule, FinalSigmasType, PredictionType, SchedulerConfig, SolverType, TimestepSpacing,
+};
 use crate::euler::sigma_schedule;
 use crate::{Scheduler, SchedulerError, SchedulerKind, TorchGenerator};
 
@@ -107,7 +109,12 @@ impl DpmSolverMultistepScheduler {
     }
 
     /// `convert_model_output` for DPM-Solver++: the predicted clean sample.
-    fn convert_model_output(&self, model_output: Tensor<4>, sample: &Tensor<4>, sigma: f32) -> Tensor<4> {
+    fn convert_model_output(
+        &self,
+        model_output: Tensor<4>,
+        sample: &Tensor<4>,
+        sigma: f32,
+    ) -> Tensor<4> {
         let (alpha_t, sigma_t) = alpha_sigma(sigma);
         match self.params.prediction_type {
             PredictionType::Epsilon => sample
@@ -125,7 +132,9 @@ impl DpmSolverMultistepScheduler {
 
 impl Scheduler for DpmSolverMultistepScheduler {
     fn kind(&self) -> SchedulerKind {
-        SchedulerKind::DpmSolverMultistep2M { karras: self.karras }
+        SchedulerKind::DpmSolverMultistep2M {
+            karras: self.karras,
+        }
     }
 
     fn set_timesteps(&mut self, num_inference_steps: usize) -> Result<(), SchedulerError> {
@@ -156,7 +165,10 @@ impl Scheduler for DpmSolverMultistepScheduler {
                 values.pop();
                 values
             }
-            TimestepSpacing::Trailing => trailing(last, num_train, n).into_iter().map(|t| t as i64).collect(),
+            TimestepSpacing::Trailing => trailing(last, num_train, n)
+                .into_iter()
+                .map(|t| t as i64)
+                .collect(),
         };
 
         let train_sigmas = self.schedule.sigmas();
@@ -176,7 +188,10 @@ impl Scheduler for DpmSolverMultistepScheduler {
             sigmas
         } else {
             let train_f64: Vec<f64> = train_sigmas.iter().map(|&s| s as f64).collect();
-            timesteps.iter().map(|&t| np_interp(t as f64, &train_f64)).collect()
+            timesteps
+                .iter()
+                .map(|&t| np_interp(t as f64, &train_f64))
+                .collect()
         };
         let sigma_last = match self.final_sigmas_type {
             FinalSigmasType::Zero => 0.0,
@@ -212,7 +227,11 @@ impl Scheduler for DpmSolverMultistepScheduler {
         1.0
     }
 
-    fn scale_model_input(&self, sample: Tensor<4>, step_index: usize) -> Result<Tensor<4>, SchedulerError> {
+    fn scale_model_input(
+        &self,
+        sample: Tensor<4>,
+        step_index: usize,
+    ) -> Result<Tensor<4>, SchedulerError> {
         sigma_pair(&self.sigmas, step_index)?;
         Ok(sample)
     }
@@ -263,7 +282,9 @@ impl Scheduler for DpmSolverMultistepScheduler {
                 let base = sample.mul_scalar(sample_coef).sub(x0.mul_scalar(d0_coef));
                 match self.solver_type {
                     SolverType::Midpoint => base.sub(d1.mul_scalar(0.5 * d0_coef)),
-                    SolverType::Heun => base.add(d1.mul_scalar(alpha_t * (((-h).exp() - 1.0) / h + 1.0))),
+                    SolverType::Heun => {
+                        base.add(d1.mul_scalar(alpha_t * (((-h).exp() - 1.0) / h + 1.0)))
+                    }
                 }
             }
             _ => sample.mul_scalar(sample_coef).sub(x0.mul_scalar(d0_coef)),

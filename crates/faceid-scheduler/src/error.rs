@@ -27,7 +27,9 @@ pub enum SchedulerError {
         expected: &'static str,
     },
     /// A scheduler name (as given on the command line) is not known.
-    #[error("unknown scheduler {0:?}: expected one of ddim, euler, euler-a, dpmpp-2m, dpmpp-2m-karras")]
+    #[error(
+        "unknown scheduler {0:?}: expected one of ddim, euler, euler-a, dpmpp-2m, dpmpp-2m-karras"
+    )]
     UnknownScheduler(String),
     /// A configuration option that diffusers supports but this port does not.
     #[error("{scheduler} does not support {feature}")]
@@ -60,7 +62,9 @@ pub enum SchedulerError {
         len: usize,
     },
     /// A multistep solver was stepped out of order (its history holds earlier model outputs).
-    #[error("step index {index} given after step {previous}: multistep solvers must be stepped in order")]
+    #[error(
+        "step index {index} given after step {previous}: multistep solvers must be stepped in order"
+    )]
     StepOutOfOrder {
         /// The index given.
         index: usize,

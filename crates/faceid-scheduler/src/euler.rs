@@ -12,10 +12,13 @@
 use burn::tensor::Tensor;
 
 use crate::common::{
-    euler_denoised, karras_sigmas, leading, log_sigmas, np_interp, np_linspace, same_shape, scale_by_sigma,
-    sigma_pair, sigma_to_t, trailing, BaseParams, TrainSchedule,
+    BaseParams, TrainSchedule, euler_denoised, karras_sigmas, leading, log_sigmas, np_interp,
+    np_linspace, same_shape, scale_by_sigma, sigma_pair, sigma_to_t, trailing,
 };
-use crate::config::{FinalSigmasType, InterpolationType, PredictionType, SchedulerConfig, TimestepSpacing, TimestepType};
+use crate::config::{
+    FinalSigmasType, InterpolationType, PredictionType, SchedulerConfig, TimestepSpacing,
+    TimestepType,
+};
 use crate::{Scheduler, SchedulerError, SchedulerKind, TorchGenerator};
 
 /// Timesteps (float32) of the Euler-family schedulers for the plain spacings.
@@ -31,7 +34,10 @@ pub(crate) fn euler_timesteps(params: &BaseParams, n: usize) -> Vec<f32> {
             .into_iter()
             .map(|t| t as f32 + params.steps_offset as f32)
             .collect(),
-        TimestepSpacing::Trailing => trailing(num_train, num_train, n).into_iter().map(|t| t as f32).collect(),
+        TimestepSpacing::Trailing => trailing(num_train, num_train, n)
+            .into_iter()
+            .map(|t| t as f32)
+            .collect(),
     }
 }
 
@@ -124,7 +130,10 @@ impl Scheduler for EulerDiscreteScheduler {
             let sigma_max = self.sigma_max.unwrap_or(sigmas[0]);
             sigmas = karras_sigmas(sigma_min, sigma_max, num_inference_steps);
             let log_sigmas = log_sigmas(&train_sigmas);
-            timesteps = sigmas.iter().map(|&s| sigma_to_t(s, &log_sigmas) as f32).collect();
+            timesteps = sigmas
+                .iter()
+                .map(|&s| sigma_to_t(s, &log_sigmas) as f32)
+                .collect();
         }
         let sigma_last = match self.final_sigmas_type {
             FinalSigmasType::Zero => 0.0,
@@ -133,7 +142,10 @@ impl Scheduler for EulerDiscreteScheduler {
         let mut sigmas: Vec<f32> = sigmas.into_iter().map(|s| s as f32).collect();
         sigmas.push(sigma_last);
         if self.continuous_timesteps {
-            timesteps = sigmas[..sigmas.len() - 1].iter().map(|s| 0.25 * s.ln()).collect();
+            timesteps = sigmas[..sigmas.len() - 1]
+                .iter()
+                .map(|s| 0.25 * s.ln())
+                .collect();
         }
         self.timesteps = timesteps;
         self.sigmas = sigmas;
@@ -164,7 +176,11 @@ impl Scheduler for EulerDiscreteScheduler {
         euler_init_noise_sigma(self.params.timestep_spacing, &self.sigmas)
     }
 
-    fn scale_model_input(&self, sample: Tensor<4>, step_index: usize) -> Result<Tensor<4>, SchedulerError> {
+    fn scale_model_input(
+        &self,
+        sample: Tensor<4>,
+        step_index: usize,
+    ) -> Result<Tensor<4>, SchedulerError> {
         let (sigma, _) = sigma_pair(&self.sigmas, step_index)?;
         Ok(scale_by_sigma(sample, sigma))
     }
@@ -178,7 +194,8 @@ impl Scheduler for EulerDiscreteScheduler {
     ) -> Result<Tensor<4>, SchedulerError> {
         same_shape(&model_output, &sample)?;
         let (sigma, sigma_next) = sigma_pair(&self.sigmas, step_index)?;
-        let pred_original = euler_denoised(self.params.prediction_type, model_output, &sample, sigma);
+        let pred_original =
+            euler_denoised(self.params.prediction_type, model_output, &sample, sigma);
         let derivative = sample.clone().sub(pred_original).div_scalar(sigma);
         let dt = sigma_next - sigma;
         Ok(sample.add(derivative.mul_scalar(dt)))

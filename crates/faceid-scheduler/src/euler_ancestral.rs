@@ -8,7 +8,9 @@
 
 use burn::tensor::Tensor;
 
-use crate::common::{euler_denoised, np_interp, same_shape, scale_by_sigma, sigma_pair, BaseParams, TrainSchedule};
+use crate::common::{
+    BaseParams, TrainSchedule, euler_denoised, np_interp, same_shape, scale_by_sigma, sigma_pair,
+};
 use crate::config::{PredictionType, SchedulerConfig, TimestepSpacing};
 use crate::euler::{euler_init_noise_sigma, euler_timesteps, sigma_schedule};
 use crate::{Scheduler, SchedulerError, SchedulerKind, TorchGenerator};
@@ -84,7 +86,11 @@ impl Scheduler for EulerAncestralScheduler {
         euler_init_noise_sigma(self.params.timestep_spacing, &self.sigmas)
     }
 
-    fn scale_model_input(&self, sample: Tensor<4>, step_index: usize) -> Result<Tensor<4>, SchedulerError> {
+    fn scale_model_input(
+        &self,
+        sample: Tensor<4>,
+        step_index: usize,
+    ) -> Result<Tensor<4>, SchedulerError> {
         let (sigma, _) = sigma_pair(&self.sigmas, step_index)?;
         Ok(scale_by_sigma(sample, sigma))
     }
@@ -98,7 +104,12 @@ impl Scheduler for EulerAncestralScheduler {
     ) -> Result<Tensor<4>, SchedulerError> {
         same_shape(&model_output, &sample)?;
         let (sigma_from, sigma_to) = sigma_pair(&self.sigmas, step_index)?;
-        let pred_original = euler_denoised(self.params.prediction_type, model_output, &sample, sigma_from);
+        let pred_original = euler_denoised(
+            self.params.prediction_type,
+            model_output,
+            &sample,
+            sigma_from,
+        );
 
         let (from2, to2) = (sigma_from * sigma_from, sigma_to * sigma_to);
         let sigma_up = (to2 * (from2 - to2) / from2).sqrt();

@@ -53,8 +53,8 @@ use burn::tensor::Tensor;
 pub use faceid_core::TorchGenerator;
 
 pub use config::{
-    BetaSchedule, FinalSigmasType, InterpolationType, PredictionType, SchedulerConfig, SolverType, TimestepSpacing,
-    TimestepType,
+    BetaSchedule, FinalSigmasType, InterpolationType, PredictionType, SchedulerConfig, SolverType,
+    TimestepSpacing, TimestepType,
 };
 pub use ddim::DdimScheduler;
 pub use dpm_solver::DpmSolverMultistepScheduler;
@@ -101,7 +101,11 @@ pub trait Scheduler: std::fmt::Debug + Send {
     }
 
     /// Scales the latents before they go into the UNet at step `step_index`.
-    fn scale_model_input(&self, sample: Tensor<4>, step_index: usize) -> Result<Tensor<4>, SchedulerError>;
+    fn scale_model_input(
+        &self,
+        sample: Tensor<4>,
+        step_index: usize,
+    ) -> Result<Tensor<4>, SchedulerError>;
 
     /// One denoising step: from the UNet output at step `step_index` and the current latents,
     /// the latents of the next step. Stochastic schedulers draw their noise from `generator`,
@@ -128,7 +132,9 @@ pub(crate) fn check_eta(eta: f32) -> Result<(), SchedulerError> {
     if eta.is_finite() && eta >= 0.0 {
         Ok(())
     } else {
-        Err(SchedulerError::InvalidConfig(format!("eta must be finite and >= 0, got {eta}")))
+        Err(SchedulerError::InvalidConfig(format!(
+            "eta must be finite and >= 0, got {eta}"
+        )))
     }
 }
 
@@ -187,7 +193,9 @@ impl SchedulerKind {
             Self::Ddim => Box::new(DdimScheduler::new(config)?),
             Self::Euler => Box::new(EulerDiscreteScheduler::new(config)?),
             Self::EulerAncestral => Box::new(EulerAncestralScheduler::new(config)?),
-            Self::DpmSolverMultistep2M { karras } => Box::new(DpmSolverMultistepScheduler::new(config, karras)?),
+            Self::DpmSolverMultistep2M { karras } => {
+                Box::new(DpmSolverMultistepScheduler::new(config, karras)?)
+            }
         })
     }
 }

@@ -26,21 +26,32 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{floats, is_zero_snr, max_abs_diff, to_tensor, to_vec, Fixtures};
+use common::{Fixtures, floats, is_zero_snr, max_abs_diff, to_tensor, to_vec};
 use faceid_core::{Device, TorchGenerator};
 
 fn bits_equal(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits() || x == y)
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || x == y)
 }
 
 /// Every element within `abs + rel * |expected|`; NaN never passes.
 fn all_close(got: &[f32], expected: &[f32], abs: f32, rel: f32) -> bool {
-    got.len() == expected.len() && got.iter().zip(expected).all(|(g, e)| (g - e).abs() <= abs + rel * e.abs())
+    got.len() == expected.len()
+        && got
+            .iter()
+            .zip(expected)
+            .all(|(g, e)| (g - e).abs() <= abs + rel * e.abs())
 }
 
 /// The sample bound of a loop (see the module docs).
 fn sample_ok(got: f32, expected: f32, zero_snr: bool) -> bool {
-    let bound = if zero_snr { 5e-3 } else { 1e-5 + 1e-6 * expected.abs() };
+    let bound = if zero_snr {
+        5e-3
+    } else {
+        1e-5 + 1e-6 * expected.abs()
+    };
     (got - expected).abs() <= bound
 }
 
@@ -55,13 +66,22 @@ fn training_tables_are_bit_identical() {
         let (_, betas) = fixtures.tensor(&format!("{key}/betas"));
         let (_, alphas_cumprod) = fixtures.tensor(&format!("{key}/alphas_cumprod"));
         if is_zero_snr(&fixtures, case) {
-            assert!(all_close(scheduler.betas(), &betas, 1e-6, 0.0), "{key}: betas differ");
+            assert!(
+                all_close(scheduler.betas(), &betas, 1e-6, 0.0),
+                "{key}: betas differ"
+            );
             let got = scheduler.alphas_cumprod();
-            assert!(all_close(got, &alphas_cumprod, 1e-6, 0.0), "{key}: alphas_cumprod differ");
+            assert!(
+                all_close(got, &alphas_cumprod, 1e-6, 0.0),
+                "{key}: alphas_cumprod differ"
+            );
         } else {
             assert!(bits_equal(scheduler.betas(), &betas), "{key}: betas differ");
             let got = scheduler.alphas_cumprod();
-            assert!(bits_equal(got, &alphas_cumprod), "{key}: alphas_cumprod differ");
+            assert!(
+                bits_equal(got, &alphas_cumprod),
+                "{key}: alphas_cumprod differ"
+            );
         }
     }
 }
@@ -72,10 +92,15 @@ fn timesteps_and_sigmas_are_identical() {
     let cases = fixtures.cases("timesteps");
     assert!(cases.len() > 300);
     for case in cases {
-        let label = format!("{} / {} / {} steps", case["kind"], case["config"], case["steps"]);
+        let label = format!(
+            "{} / {} / {} steps",
+            case["kind"], case["config"], case["steps"]
+        );
         let mut scheduler = fixtures.build(case);
         let steps = case["steps"].as_u64().expect("steps") as usize;
-        scheduler.set_timesteps(steps).unwrap_or_else(|e| panic!("{label}: {e}"));
+        scheduler
+            .set_timesteps(steps)
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
         let expected_timesteps = floats(&case["timesteps"]);
         let expected_sigmas = floats(&case["sigmas"]);
         let config = &fixtures.meta["configs"][case["config"].as_str().expect("config")];
@@ -96,7 +121,11 @@ fn timesteps_and_sigmas_are_identical() {
         } else {
             bits_equal(scheduler.timesteps(), &expected_timesteps)
         };
-        let sigma_rel = if is_zero_snr(&fixtures, case) { 5e-3 } else { 2.5e-7 };
+        let sigma_rel = if is_zero_snr(&fixtures, case) {
+            5e-3
+        } else {
+            2.5e-7
+        };
         assert!(
             timesteps_ok,
             "{label}: timesteps\n  got      {:?}\n  diffusers {expected_timesteps:?}",
@@ -123,7 +152,7 @@ fn denoising_loops_match() {
     let shape = fixtures.shape();
     let numel: usize = shape.iter().product();
     let (_, bank) = fixtures.tensor("model_outputs");
-    let mut worst: BTreeMap<String, f32> = BTreeMap::new();
+    let mut worst: BTreeMap<String, (f32, f32)> = BTreeMap::new();
 
     let cases = fixtures.cases("loops");
     assert!(cases.len() >= 25);
@@ -134,9 +163,15 @@ fn denoising_loops_match() {
         let zero_snr = is_zero_snr(&fixtures, case);
         let mut scheduler = fixtures.build(case);
         scheduler.set_timesteps(steps).expect("set_timesteps");
-        scheduler.set_eta(case["eta"].as_f64().expect("eta") as f32).expect("eta");
+        scheduler
+            .set_eta(case["eta"].as_f64().expect("eta") as f32)
+            .expect("eta");
         // (The timesteps themselves are checked by `timesteps_and_sigmas_are_identical`.)
-        assert_eq!(scheduler.timesteps().len(), floats(&case["timesteps"]).len(), "{name}");
+        assert_eq!(
+            scheduler.timesteps().len(),
+            floats(&case["timesteps"]).len(),
+            "{name}"
+        );
 
         // The initial latents come from the same generator the scheduler then draws from.
         let mut generator = TorchGenerator::new(case["seed"].as_u64().expect("seed"));
@@ -147,24 +182,37 @@ fn denoising_loops_match() {
         );
         let (_, initial) = fixtures.tensor(&format!("loop/{name}/initial"));
         // init_noise_sigma may be off by an ulp (see the module docs), the noise is exact.
-        assert!(all_close(&drawn, &initial, 0.0, 2.5e-7), "{name}: initial latents");
+        assert!(
+            all_close(&drawn, &initial, 0.0, 2.5e-7),
+            "{name}: initial latents"
+        );
 
         let (_, expected_samples) = fixtures.tensor(&format!("loop/{name}/sample"));
         let expected_inputs = matches!(kind, "euler" | "euler-a")
             .then(|| fixtures.tensor(&format!("loop/{name}/model_input")).1);
         let mut sample = to_tensor(&initial, shape, &device);
-        let mut case_worst = 0f32;
+        let (mut case_worst, mut case_worst_rel) = (0f32, 0f32);
         for i in 0..scheduler.timesteps().len() {
             let sample_values = to_vec(sample.clone());
-            let input = to_vec(scheduler.scale_model_input(sample.clone(), i).expect("scale_model_input"));
+            let input = to_vec(
+                scheduler
+                    .scale_model_input(sample.clone(), i)
+                    .expect("scale_model_input"),
+            );
             match &expected_inputs {
                 Some(inputs) => {
                     let expected = &inputs[i * numel..(i + 1) * numel];
-                    let ok = input.iter().zip(expected).all(|(&g, &e)| sample_ok(g, e, zero_snr));
+                    let ok = input
+                        .iter()
+                        .zip(expected)
+                        .all(|(&g, &e)| sample_ok(g, e, zero_snr));
                     let err = max_abs_diff(&input, expected);
                     assert!(ok, "{name}: model input {i} off by {err:e}");
                 }
-                None => assert!(bits_equal(&input, &sample_values), "{name}: input {i} was scaled"),
+                None => assert!(
+                    bits_equal(&input, &sample_values),
+                    "{name}: input {i} was scaled"
+                ),
             }
             let model_output = to_tensor(&bank[i * numel..(i + 1) * numel], shape, &device);
             sample = scheduler
@@ -173,16 +221,29 @@ fn denoising_loops_match() {
             let got = to_vec(sample.clone());
             let expected = &expected_samples[i * numel..(i + 1) * numel];
             let err = max_abs_diff(&got, expected);
-            let ok = got.iter().zip(expected).all(|(&g, &e)| sample_ok(g, e, zero_snr));
+            let ok = got
+                .iter()
+                .zip(expected)
+                .all(|(&g, &e)| sample_ok(g, e, zero_snr));
             assert!(ok, "{name}: step {i} off by {err:e}");
             case_worst = case_worst.max(err);
+            let rel = got
+                .iter()
+                .zip(expected)
+                .map(|(g, e)| (g - e).abs() / e.abs().max(1.0))
+                .fold(0f32, f32::max);
+            case_worst_rel = case_worst_rel.max(rel);
         }
-        let group = if zero_snr { format!("{kind} (zero SNR)") } else { kind.to_string() };
+        let group = if zero_snr {
+            format!("{kind} (zero SNR)")
+        } else {
+            kind.to_string()
+        };
         let entry = worst.entry(group).or_default();
-        *entry = entry.max(case_worst);
+        *entry = (entry.0.max(case_worst), entry.1.max(case_worst_rel));
     }
-    for (kind, err) in &worst {
-        eprintln!("loops: {kind}: max abs error {err:e}");
+    for (kind, (abs, rel)) in &worst {
+        eprintln!("loops: {kind}: max abs error {abs:e}, max error / max(1, |value|) {rel:e}");
     }
 }
 
@@ -210,7 +271,10 @@ fn add_noise_matches() {
         );
         let (_, expected) = fixtures.tensor(key);
         let err = max_abs_diff(&got, &expected);
-        assert!(all_close(&got, &expected, 1e-5, 1e-6), "{key}: off by {err:e}");
+        assert!(
+            all_close(&got, &expected, 1e-5, 1e-6),
+            "{key}: off by {err:e}"
+        );
         worst = worst.max(err);
     }
     eprintln!("add_noise: max abs error {worst:e}");

@@ -3,7 +3,8 @@
 use burn::tensor::Tensor;
 use faceid_core::{Device, TorchGenerator};
 use faceid_scheduler::{
-    BetaSchedule, PredictionType, SchedulerConfig, SchedulerError, SchedulerKind, SolverType, TimestepSpacing,
+    BetaSchedule, PredictionType, SchedulerConfig, SchedulerError, SchedulerKind, SolverType,
+    TimestepSpacing,
 };
 
 const SD15: &str = r#"{
@@ -42,7 +43,10 @@ fn parses_a_diffusers_config_ignoring_unknown_keys() {
     assert_eq!(config.timestep_spacing, None);
     let value = config.to_json_value();
     assert_eq!(value["beta_schedule"], "scaled_linear");
-    assert_eq!(SchedulerConfig::from_json_value(&value).expect("round trip"), config);
+    assert_eq!(
+        SchedulerConfig::from_json_value(&value).expect("round trip"),
+        config
+    );
 }
 
 #[test]
@@ -59,7 +63,8 @@ fn use_default_values_keys_are_dropped() {
 #[test]
 fn solver_type_aliases_map_to_midpoint() {
     for name in ["logrho", "bh1", "bh2", "midpoint"] {
-        let config = SchedulerConfig::from_json_str(&format!(r#"{{"solver_type": "{name}"}}"#)).expect("valid");
+        let config = SchedulerConfig::from_json_str(&format!(r#"{{"solver_type": "{name}"}}"#))
+            .expect("valid");
         assert_eq!(config.solver_type, Some(SolverType::Midpoint));
     }
 }
@@ -81,14 +86,19 @@ fn bad_values_are_typed_errors() {
     ];
     for (json, expected_key) in cases {
         match SchedulerConfig::from_json_str(json) {
-            Err(SchedulerError::InvalidValue { key, .. }) => assert_eq!(key, expected_key, "{json}"),
+            Err(SchedulerError::InvalidValue { key, .. }) => {
+                assert_eq!(key, expected_key, "{json}")
+            }
             other => panic!("{json}: expected InvalidValue, got {other:?}"),
         }
     }
     let message = SchedulerConfig::from_json_str(r#"{"beta_schedule": "cosine"}"#)
         .unwrap_err()
         .to_string();
-    assert!(message.contains("cosine") && message.contains("squaredcos_cap_v2"), "{message}");
+    assert!(
+        message.contains("cosine") && message.contains("squaredcos_cap_v2"),
+        "{message}"
+    );
     assert!(matches!(
         SchedulerConfig::from_json_str("{not json"),
         Err(SchedulerError::Json(_))
@@ -97,13 +107,19 @@ fn bad_values_are_typed_errors() {
         SchedulerConfig::from_file("/nonexistent/scheduler_config.json"),
         Err(SchedulerError::Io { .. })
     ));
-    assert_eq!("trailing".parse::<TimestepSpacing>().expect("known"), TimestepSpacing::Trailing);
+    assert_eq!(
+        "trailing".parse::<TimestepSpacing>().expect("known"),
+        TimestepSpacing::Trailing
+    );
 }
 
 #[test]
 fn scheduler_names_parse() {
     for kind in SchedulerKind::ALL {
-        assert_eq!(kind.name().parse::<SchedulerKind>().expect("known name"), kind);
+        assert_eq!(
+            kind.name().parse::<SchedulerKind>().expect("known name"),
+            kind
+        );
         assert_eq!(kind.to_string(), kind.name());
     }
     assert_eq!(
@@ -124,7 +140,10 @@ fn step_counts_out_of_range_are_errors() {
         let mut scheduler = kind.build(&sd15()).expect("builds");
         for steps in [0, 1001] {
             match scheduler.set_timesteps(steps) {
-                Err(SchedulerError::InvalidStepCount { steps: s, max: 1000 }) => assert_eq!(s, steps),
+                Err(SchedulerError::InvalidStepCount {
+                    steps: s,
+                    max: 1000,
+                }) => assert_eq!(s, steps),
                 other => panic!("{kind} with {steps} steps: got {other:?}"),
             }
         }
@@ -174,8 +193,14 @@ fn bad_step_indices_and_shapes_are_errors() {
             scheduler.add_noise(x.clone(), zeros([2, 4, 2, 2]), 0),
             Err(SchedulerError::ShapeMismatch(..))
         ));
-        assert!(matches!(scheduler.set_eta(-0.5), Err(SchedulerError::InvalidConfig(_))));
-        assert!(matches!(scheduler.set_eta(f32::NAN), Err(SchedulerError::InvalidConfig(_))));
+        assert!(matches!(
+            scheduler.set_eta(-0.5),
+            Err(SchedulerError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            scheduler.set_eta(f32::NAN),
+            Err(SchedulerError::InvalidConfig(_))
+        ));
     }
 }
 
@@ -188,36 +213,59 @@ fn multistep_solver_must_be_stepped_in_order() {
     scheduler.set_timesteps(10).expect("10 steps");
     let x = zeros([1, 4, 2, 2]);
     // An img2img loop may start anywhere...
-    let x = scheduler.step(x.clone(), 3, x, &mut generator).expect("first step");
-    let x = scheduler.step(x.clone(), 4, x, &mut generator).expect("next step");
+    let x = scheduler
+        .step(x.clone(), 3, x, &mut generator)
+        .expect("first step");
+    let x = scheduler
+        .step(x.clone(), 4, x, &mut generator)
+        .expect("next step");
     // ...but must then go on in order.
     assert!(matches!(
         scheduler.step(x.clone(), 6, x.clone(), &mut generator),
-        Err(SchedulerError::StepOutOfOrder { index: 6, previous: 4 })
+        Err(SchedulerError::StepOutOfOrder {
+            index: 6,
+            previous: 4
+        })
     ));
     // set_timesteps starts over.
     scheduler.set_timesteps(10).expect("10 steps");
-    scheduler.step(x.clone(), 0, x, &mut generator).expect("fresh start");
+    scheduler
+        .step(x.clone(), 0, x, &mut generator)
+        .expect("fresh start");
 }
 
 #[test]
 fn unsupported_options_are_refused() {
     let with = |extra: &str| {
-        SchedulerConfig::from_json_str(&format!(r#"{{"beta_schedule": "scaled_linear", {extra}}}"#)).expect("valid")
+        SchedulerConfig::from_json_str(&format!(r#"{{"beta_schedule": "scaled_linear", {extra}}}"#))
+            .expect("valid")
     };
     let thresholding = with(r#""thresholding": true"#);
-    for kind in [SchedulerKind::Ddim, SchedulerKind::DpmSolverMultistep2M { karras: true }] {
-        assert!(matches!(kind.build(&thresholding), Err(SchedulerError::Unsupported { .. })), "{kind}");
+    for kind in [
+        SchedulerKind::Ddim,
+        SchedulerKind::DpmSolverMultistep2M { karras: true },
+    ] {
+        assert!(
+            matches!(
+                kind.build(&thresholding),
+                Err(SchedulerError::Unsupported { .. })
+            ),
+            "{kind}"
+        );
     }
     // Euler takes no `thresholding` argument in diffusers, so the key is ignored there.
-    SchedulerKind::Euler.build(&thresholding).expect("ignored by Euler");
+    SchedulerKind::Euler
+        .build(&thresholding)
+        .expect("ignored by Euler");
 
     let sample = with(r#""prediction_type": "sample""#);
     assert!(matches!(
         SchedulerKind::EulerAncestral.build(&sample),
         Err(SchedulerError::Unsupported { .. })
     ));
-    SchedulerKind::Euler.build(&sample).expect("Euler supports sample prediction");
+    SchedulerKind::Euler
+        .build(&sample)
+        .expect("Euler supports sample prediction");
 
     for extra in [
         r#""use_exponential_sigmas": true"#,
@@ -225,7 +273,10 @@ fn unsupported_options_are_refused() {
         r#""interpolation_type": "log_linear""#,
     ] {
         assert!(
-            matches!(SchedulerKind::Euler.build(&with(extra)), Err(SchedulerError::Unsupported { .. })),
+            matches!(
+                SchedulerKind::Euler.build(&with(extra)),
+                Err(SchedulerError::Unsupported { .. })
+            ),
             "{extra}"
         );
     }
@@ -242,13 +293,16 @@ fn unsupported_options_are_refused() {
 
 #[test]
 fn trained_betas_must_match_the_step_count() {
-    let config = SchedulerConfig::from_json_str(r#"{"trained_betas": [0.1, 0.2, 0.3]}"#).expect("valid");
+    let config =
+        SchedulerConfig::from_json_str(r#"{"trained_betas": [0.1, 0.2, 0.3]}"#).expect("valid");
     assert!(matches!(
         SchedulerKind::Ddim.build(&config),
         Err(SchedulerError::InvalidConfig(_))
     ));
-    let config = SchedulerConfig::from_json_str(r#"{"trained_betas": [0.1, 0.2, 0.3], "num_train_timesteps": 3}"#)
-        .expect("valid");
+    let config = SchedulerConfig::from_json_str(
+        r#"{"trained_betas": [0.1, 0.2, 0.3], "num_train_timesteps": 3}"#,
+    )
+    .expect("valid");
     let mut scheduler = SchedulerKind::Ddim.build(&config).expect("builds");
     scheduler.set_timesteps(3).expect("3 steps");
     assert_eq!(scheduler.timesteps(), &[2.0, 1.0, 0.0]);
@@ -279,7 +333,8 @@ fn defaults_follow_the_target_scheduler() {
 fn trailing_spacing_keeps_diffusers_extra_step() {
     // np.arange(1000, 0, -1000 / 61) has 62 values, the last about -6e-13, so diffusers runs 62
     // steps ending at timestep -1; this port does the same.
-    let config = SchedulerConfig::from_json_str(r#"{"timestep_spacing": "trailing"}"#).expect("valid");
+    let config =
+        SchedulerConfig::from_json_str(r#"{"timestep_spacing": "trailing"}"#).expect("valid");
     for kind in [SchedulerKind::Ddim, SchedulerKind::Euler] {
         let mut scheduler = kind.build(&config).expect("builds");
         scheduler.set_timesteps(61).expect("61 steps");
@@ -298,8 +353,14 @@ fn ddim_eta_draws_noise_and_eta_zero_does_not() {
     let x = TorchGenerator::new(1).randn_tensor([1, 4, 3, 3], &device);
     let eps = TorchGenerator::new(2).randn_tensor([1, 4, 3, 3], &device);
     let mut generator = TorchGenerator::new(3);
-    let deterministic = scheduler.step(eps.clone(), 0, x.clone(), &mut generator).expect("step");
-    assert_eq!(generator.randn(4), TorchGenerator::new(3).randn(4), "eta 0 draws nothing");
+    let deterministic = scheduler
+        .step(eps.clone(), 0, x.clone(), &mut generator)
+        .expect("step");
+    assert_eq!(
+        generator.randn(4),
+        TorchGenerator::new(3).randn(4),
+        "eta 0 draws nothing"
+    );
     scheduler.set_eta(1.0).expect("eta");
     let noisy = scheduler.step(eps, 0, x, &mut generator).expect("step");
     let diff: f32 = deterministic.sub(noisy).abs().max().into_scalar();

@@ -178,7 +178,12 @@ impl UNetConfig {
             if let Some(value) = self.rest.get(*field) {
                 let text = value.to_string();
                 if !allowed.contains(&text.as_str()) {
-                    return Err(unsupported(path, field, text, "only the SD 1.x/2.x default is built"));
+                    return Err(unsupported(
+                        path,
+                        field,
+                        text,
+                        "only the SD 1.x/2.x default is built",
+                    ));
                 }
             }
         }
@@ -191,26 +196,57 @@ impl UNetConfig {
                 "one down and one up block per entry of block_out_channels",
             ));
         }
-        if self.down_block_types.iter().any(|b| matches!(b, BlockType::CrossAttnUpBlock2D | BlockType::UpBlock2D)) {
-            return Err(unsupported(path, "down_block_types", &self.down_block_types, "down blocks only"));
+        if self
+            .down_block_types
+            .iter()
+            .any(|b| matches!(b, BlockType::CrossAttnUpBlock2D | BlockType::UpBlock2D))
+        {
+            return Err(unsupported(
+                path,
+                "down_block_types",
+                &self.down_block_types,
+                "down blocks only",
+            ));
         }
-        if self.up_block_types.iter().any(|b| matches!(b, BlockType::CrossAttnDownBlock2D | BlockType::DownBlock2D)) {
-            return Err(unsupported(path, "up_block_types", &self.up_block_types, "up blocks only"));
+        if self
+            .up_block_types
+            .iter()
+            .any(|b| matches!(b, BlockType::CrossAttnDownBlock2D | BlockType::DownBlock2D))
+        {
+            return Err(unsupported(
+                path,
+                "up_block_types",
+                &self.up_block_types,
+                "up blocks only",
+            ));
         }
         if self.mid_block_type.as_deref() != Some("UNetMidBlock2DCrossAttn") {
-            return Err(unsupported(path, "mid_block_type", &self.mid_block_type, "UNetMidBlock2DCrossAttn"));
+            return Err(unsupported(
+                path,
+                "mid_block_type",
+                &self.mid_block_type,
+                "UNetMidBlock2DCrossAttn",
+            ));
         }
         if !matches!(self.act_fn, Activation::Silu | Activation::Swish) {
             return Err(unsupported(path, "act_fn", self.act_fn, "silu"));
         }
         for (field, value) in [
             ("layers_per_block", &self.layers_per_block),
-            ("transformer_layers_per_block", &self.transformer_layers_per_block),
+            (
+                "transformer_layers_per_block",
+                &self.transformer_layers_per_block,
+            ),
             ("attention_head_dim", &self.attention_head_dim),
             ("cross_attention_dim", &self.cross_attention_dim),
         ] {
             if value.expand(n).len() != n {
-                return Err(unsupported(path, field, value, "one value, or one per block"));
+                return Err(unsupported(
+                    path,
+                    field,
+                    value,
+                    "one value, or one per block",
+                ));
             }
         }
         let heads = self.heads();
@@ -236,6 +272,40 @@ impl UNetConfig {
             .as_ref()
             .unwrap_or(&self.attention_head_dim)
             .expand(n)
+    }
+
+    /// The module path of every attention layer, in the order of diffusers'
+    /// `unet.attn_processors` (down blocks, up blocks, mid block; `attn1` then `attn2`), which is
+    /// how IP-Adapter checkpoints number them. Matches [`crate::UNet2DConditionModel::attentions_mut`].
+    pub fn attention_paths(&self) -> Vec<String> {
+        let n = self.block_out_channels.len();
+        let layers = self.layers_per_block.expand(n);
+        let depth = self.transformer_layers_per_block.expand(n);
+        let mut paths = Vec::new();
+        let mut add = |block: String, attentions: usize, depth: usize| {
+            for j in 0..attentions {
+                for k in 0..depth {
+                    for attn in ["attn1", "attn2"] {
+                        paths.push(format!(
+                            "{block}.attentions.{j}.transformer_blocks.{k}.{attn}"
+                        ));
+                    }
+                }
+            }
+        };
+        for (i, block) in self.down_block_types.iter().enumerate() {
+            if block.has_attention() {
+                add(format!("down_blocks.{i}"), layers[i], depth[i]);
+            }
+        }
+        for (i, block) in self.up_block_types.iter().enumerate() {
+            let mirror = n - 1 - i;
+            if block.has_attention() {
+                add(format!("up_blocks.{i}"), layers[mirror] + 1, depth[mirror]);
+            }
+        }
+        add("mid_block".into(), 1, depth[n - 1]);
+        paths
     }
 
     /// Width of the timestep embedding (`4 ×` the first block's channels).

@@ -10,3 +10,13 @@ mod transformer;
 
 pub use config::{BlockType, UNetConfig};
 pub use model::{UNet2DConditionModel, UNetError};
+
+use burn::tensor::Tensor;
+
+/// What the cross-attention layers attend to: the text tokens, and IP-Adapter's image tokens for
+/// layers with an image branch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Context<'a> {
+    pub text: &'a Tensor<3>,
+    pub image: Option<&'a Tensor<3>>,
+}

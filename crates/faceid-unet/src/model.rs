@@ -10,9 +10,11 @@ use faceid_core::nn::{Conv2d, GroupNorm, Linear};
 use faceid_core::weights::ComponentFiles;
 use faceid_core::{ConfigError, Device, WeightError, Weights};
 
+use crate::Context;
 use crate::blocks::{BlockShape, DownBlock, MidBlock, ResnetShape, UpBlock};
 use crate::config::UNetConfig;
 use crate::transformer::TransformerShape;
+use faceid_blocks::Attention;
 
 /// Period of the sinusoidal timestep embedding.
 const MAX_PERIOD: f64 = 10_000.0;
@@ -102,10 +104,23 @@ impl UNet2DConditionModel {
                 transformer: transformer(i),
             };
             let scope = root.at("down_blocks").at(i);
-            down_blocks.push(DownBlock::load(&scope, shape, r, config.downsample_padding)?);
-            skips.extend(std::iter::repeat_n(channels[i], layers[i] + usize::from(shape.resample)));
+            down_blocks.push(DownBlock::load(
+                &scope,
+                shape,
+                r,
+                config.downsample_padding,
+            )?);
+            skips.extend(std::iter::repeat_n(
+                channels[i],
+                layers[i] + usize::from(shape.resample),
+            ));
         }
-        let mid_block = MidBlock::load(&root.at("mid_block"), channels[n - 1], r, transformer(n - 1))?;
+        let mid_block = MidBlock::load(
+            &root.at("mid_block"),
+            channels[n - 1],
+            r,
+            transformer(n - 1),
+        )?;
 
         // Up path: block i mirrors down block n-1-i and has one more resnet.
         let mut up_blocks = Vec::with_capacity(n);
@@ -121,20 +136,47 @@ impl UNet2DConditionModel {
                 resample: i + 1 < n,
                 transformer: transformer(mirror),
             };
-            let taken: Vec<usize> = (0..count).map(|_| skips.pop().expect("skip channels")).collect();
-            up_blocks.push(UpBlock::load(&root.at("up_blocks").at(i), shape, r, prev, &taken)?);
+            let taken: Vec<usize> = (0..count)
+                .map(|_| skips.pop().expect("skip channels"))
+                .collect();
+            up_blocks.push(UpBlock::load(
+                &root.at("up_blocks").at(i),
+                shape,
+                r,
+                prev,
+                &taken,
+            )?);
             prev = channels[mirror];
         }
 
         Ok(Self {
             linear_1: Linear::load(&root.at("time_embedding.linear_1"), channels[0], temb, true)?,
             linear_2: Linear::load(&root.at("time_embedding.linear_2"), temb, temb, true)?,
-            conv_in: Conv2d::load(&root.at("conv_in"), config.in_channels, channels[0], 3, 1, 1)?,
+            conv_in: Conv2d::load(
+                &root.at("conv_in"),
+                config.in_channels,
+                channels[0],
+                3,
+                1,
+                1,
+            )?,
             down_blocks,
             mid_block,
             up_blocks,
-            conv_norm_out: GroupNorm::load(&root.at("conv_norm_out"), config.norm_num_groups, channels[0], config.norm_eps)?,
-            conv_out: Conv2d::load(&root.at("conv_out"), channels[0], config.out_channels, 3, 1, 1)?,
+            conv_norm_out: GroupNorm::load(
+                &root.at("conv_norm_out"),
+                config.norm_num_groups,
+                channels[0],
+                config.norm_eps,
+            )?,
+            conv_out: Conv2d::load(
+                &root.at("conv_out"),
+                channels[0],
+                config.out_channels,
+                3,
+                1,
+                1,
+            )?,
             config,
         })
     }
@@ -144,9 +186,41 @@ impl UNet2DConditionModel {
         &self.config
     }
 
+    /// Every attention layer with its module path, in the order of diffusers'
+    /// `unet.attn_processors`: down blocks, then up blocks, then the mid block; `attn1` before
+    /// `attn2` in each transformer block. IP-Adapter checkpoints number their layers this way.
+    pub fn attentions_mut(&mut self) -> Vec<(String, &mut Attention)> {
+        let mut out = Vec::new();
+        for (i, block) in self.down_blocks.iter_mut().enumerate() {
+            block.attentions_mut(&format!("down_blocks.{i}"), &mut out);
+        }
+        for (i, block) in self.up_blocks.iter_mut().enumerate() {
+            block.attentions_mut(&format!("up_blocks.{i}"), &mut out);
+        }
+        self.mid_block.attentions_mut("mid_block", &mut out);
+        out
+    }
+
     /// Predicts the noise (or v) of `sample` (`[batch, in_channels, h, w]`) at `timestep`,
     /// conditioned on `context` (`[batch, tokens, cross_attention_dim]`).
-    pub fn forward(&self, sample: Tensor<4>, timestep: f32, context: &Tensor<3>) -> Result<Tensor<4>, UNetError> {
+    pub fn forward(
+        &self,
+        sample: Tensor<4>,
+        timestep: f32,
+        context: &Tensor<3>,
+    ) -> Result<Tensor<4>, UNetError> {
+        self.forward_with_image(sample, timestep, context, None)
+    }
+
+    /// [`UNet2DConditionModel::forward`] with IP-Adapter image tokens (`[batch, tokens, dim]`)
+    /// for the attention layers that have an image branch installed.
+    pub fn forward_with_image(
+        &self,
+        sample: Tensor<4>,
+        timestep: f32,
+        context: &Tensor<3>,
+        image: Option<&Tensor<3>>,
+    ) -> Result<Tensor<4>, UNetError> {
         let [batch, channels, h, w] = sample.dims();
         if channels != self.config.in_channels || h == 0 || w == 0 {
             return Err(UNetError::Input {
@@ -168,6 +242,19 @@ impl UNet2DConditionModel {
         let t_emb = self.timestep_embedding(timestep, batch, &device);
         let temb = self.linear_2.forward(silu(self.linear_1.forward(t_emb)));
 
+        if let Some(tokens) = image {
+            if tokens.dims()[0] != batch {
+                return Err(UNetError::Input {
+                    input: "image_tokens",
+                    found: tokens.dims().to_vec(),
+                    expected: format!("[{batch}, tokens, dim]"),
+                });
+            }
+        }
+        let context = Context {
+            text: context,
+            image,
+        };
         let mut x = self.conv_in.forward(sample);
         let mut skips = vec![x.clone()];
         for block in &self.down_blocks {
@@ -194,7 +281,11 @@ impl UNet2DConditionModel {
             .map(|i| timestep * ((log_period * i as f32) / denominator).exp())
             .collect();
         let (sin, cos): (Vec<f32>, Vec<f32>) = args.iter().map(|a| (a.sin(), a.cos())).unzip();
-        let mut row = if self.config.flip_sin_to_cos { [cos, sin].concat() } else { [sin, cos].concat() };
+        let mut row = if self.config.flip_sin_to_cos {
+            [cos, sin].concat()
+        } else {
+            [sin, cos].concat()
+        };
         row.resize(dim, 0.0); // odd widths are zero-padded, as diffusers does
         let data: Vec<f32> = std::iter::repeat_n(row, batch).flatten().collect();
         Tensor::from_data(TensorData::new(data, [batch, dim]), device)

@@ -6,6 +6,8 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::activation::gelu;
 use faceid_blocks::{Attention, AttentionShape};
+
+use crate::Context;
 use faceid_core::nn::{Conv2d, GroupNorm, LayerNorm, Linear};
 use faceid_core::{Scope, WeightError};
 
@@ -61,7 +63,12 @@ impl Transformer2DModel {
             })
         };
         Ok(Self {
-            norm: GroupNorm::load(&scope.at("norm"), shape.groups, c, TRANSFORMER_GROUP_NORM_EPS)?,
+            norm: GroupNorm::load(
+                &scope.at("norm"),
+                shape.groups,
+                c,
+                TRANSFORMER_GROUP_NORM_EPS,
+            )?,
             proj_in: projection("proj_in")?,
             transformer_blocks: (0..shape.depth)
                 .map(|i| BasicTransformerBlock::load(&scope.at("transformer_blocks").at(i), shape))
@@ -70,8 +77,27 @@ impl Transformer2DModel {
         })
     }
 
-    /// `x`: `[batch, channels, h, w]`; `context`: `[batch, tokens, context_dim]`.
-    pub fn forward(&self, x: Tensor<4>, context: &Tensor<3>) -> Tensor<4> {
+    /// Every attention layer with its path below this model (`transformer_blocks.K.attn1`, ...),
+    /// self-attention before cross-attention in each block.
+    pub fn attentions_mut<'a>(
+        &'a mut self,
+        prefix: &str,
+        out: &mut Vec<(String, &'a mut Attention)>,
+    ) {
+        for (k, block) in self.transformer_blocks.iter_mut().enumerate() {
+            out.push((
+                format!("{prefix}.transformer_blocks.{k}.attn1"),
+                &mut block.attn1,
+            ));
+            out.push((
+                format!("{prefix}.transformer_blocks.{k}.attn2"),
+                &mut block.attn2,
+            ));
+        }
+    }
+
+    /// `x`: `[batch, channels, h, w]`; `context`: the text tokens and optional image tokens.
+    pub fn forward(&self, x: Tensor<4>, context: Context) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let residual = x.clone();
         let x = self.norm.forward(x);
@@ -126,9 +152,13 @@ impl BasicTransformerBlock {
         })
     }
 
-    fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, context: Context) -> Tensor<3> {
         let x = self.attn1.forward(self.norm1.forward(x.clone()), None) + x;
-        let x = self.attn2.forward(self.norm2.forward(x.clone()), Some(context)) + x;
+        let x = self.attn2.forward_with_image(
+            self.norm2.forward(x.clone()),
+            Some(context.text),
+            context.image,
+        ) + x;
         // GEGLU: the projection's first half gated by GELU of its second half.
         let projected = self.ff_proj.forward(self.norm3.forward(x.clone()));
         let [hidden, gate]: [Tensor<3>; 2] = projected

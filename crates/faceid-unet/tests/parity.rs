@@ -13,7 +13,8 @@ fn data() -> PathBuf {
 
 fn check(device: &Device) {
     for model in ["tiny-a", "tiny-b"] {
-        let unet = UNet2DConditionModel::from_dir(&data().join(model).join("unet"), device).unwrap();
+        let unet =
+            UNet2DConditionModel::from_dir(&data().join(model).join("unet"), device).unwrap();
         let reference = read_reference(&data().join(model).join("reference.safetensors"));
         for case in ["unet", "unet2"] {
             let get = |k: &str| reference[&format!("{case}.{k}")].clone();
@@ -28,8 +29,10 @@ fn check(device: &Device) {
 }
 
 #[test]
-fn unet_matches_diffusers_on_flex() {
-    check(&Device::flex());
+fn unet_matches_diffusers_on_every_device() {
+    for device in faceid_core::testing::devices() {
+        check(&device);
+    }
 }
 
 #[test]
@@ -50,10 +53,19 @@ fn unet_rejects_wrong_input_shapes() {
 fn unet_checkpoint_mismatch_names_the_tensor() {
     // tiny-b's weights under tiny-a's config: the first mismatching tensor is named.
     let device = Device::flex();
-    let config = faceid_unet::UNetConfig::from_file(&data().join("tiny-a/unet/config.json")).unwrap();
-    let files = faceid_core::weights::ComponentFiles::find(&data().join("tiny-b/unet"), "diffusion_pytorch_model", None).unwrap();
+    let config =
+        faceid_unet::UNetConfig::from_file(&data().join("tiny-a/unet/config.json")).unwrap();
+    let files = faceid_core::weights::ComponentFiles::find(
+        &data().join("tiny-b/unet"),
+        "diffusion_pytorch_model",
+        None,
+    )
+    .unwrap();
     let weights = faceid_core::Weights::from_safetensors(&files.files, &device).unwrap();
     let err = UNet2DConditionModel::load(&weights, config).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("`down_blocks.0.resnets.0.norm1.weight`") && msg.contains("expects [32]"), "{msg}");
+    assert!(
+        msg.contains("`down_blocks.0.resnets.0.norm1.weight`") && msg.contains("expects [32]"),
+        "{msg}"
+    );
 }

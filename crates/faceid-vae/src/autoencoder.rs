@@ -71,7 +71,11 @@ impl SpatialAttention {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let tokens = self.group_norm.forward(x.clone()).reshape([b, c, h * w]).swap_dims(1, 2);
+        let tokens = self
+            .group_norm
+            .forward(x.clone())
+            .reshape([b, c, h * w])
+            .swap_dims(1, 2);
         let out = self.attention.forward(tokens, None);
         out.swap_dims(1, 2).reshape([b, c, h, w]) + x
     }
@@ -89,7 +93,16 @@ impl MidBlock {
         let groups = config.norm_num_groups;
         Ok(Self {
             resnets: (0..2)
-                .map(|i| ResnetBlock2D::load(&scope.at("resnets").at(i), channels, channels, None, groups, VAE_NORM_EPS))
+                .map(|i| {
+                    ResnetBlock2D::load(
+                        &scope.at("resnets").at(i),
+                        channels,
+                        channels,
+                        None,
+                        groups,
+                        VAE_NORM_EPS,
+                    )
+                })
                 .collect::<Result<_, _>>()?,
             attention: config
                 .mid_block_add_attention
@@ -186,7 +199,9 @@ impl AutoencoderKL {
         let ch = &config.block_out_channels;
         let (n, groups, latent) = (ch.len(), config.norm_num_groups, config.latent_channels);
         let last = ch[n - 1];
-        let resnet = |scope: &Scope, d_in, d_out| ResnetBlock2D::load(scope, d_in, d_out, None, groups, VAE_NORM_EPS);
+        let resnet = |scope: &Scope, d_in, d_out| {
+            ResnetBlock2D::load(scope, d_in, d_out, None, groups, VAE_NORM_EPS)
+        };
 
         let enc = root.at("encoder");
         let mut stages = Vec::with_capacity(n);
@@ -194,10 +209,22 @@ impl AutoencoderKL {
             let scope = enc.at("down_blocks").at(i);
             let d_in = if i == 0 { ch[0] } else { ch[i - 1] };
             let resnets = (0..config.layers_per_block)
-                .map(|j| resnet(&scope.at("resnets").at(j), if j == 0 { d_in } else { ch[i] }, ch[i]))
+                .map(|j| {
+                    resnet(
+                        &scope.at("resnets").at(j),
+                        if j == 0 { d_in } else { ch[i] },
+                        ch[i],
+                    )
+                })
                 .collect::<Result<_, _>>()?;
-            let down = (i + 1 < n).then(|| Downsample2D::load(&scope.at("downsamplers.0"), ch[i], 0)).transpose()?;
-            stages.push(Stage { resnets, down, up: None });
+            let down = (i + 1 < n)
+                .then(|| Downsample2D::load(&scope.at("downsamplers.0"), ch[i], 0))
+                .transpose()?;
+            stages.push(Stage {
+                resnets,
+                down,
+                up: None,
+            });
         }
         let encoder = Coder {
             conv_in: Conv2d::load(&enc.at("conv_in"), config.in_channels, ch[0], 3, 1, 1)?,
@@ -215,10 +242,22 @@ impl AutoencoderKL {
             let scope = dec.at("up_blocks").at(i);
             let out = ch[n - 1 - i];
             let resnets = (0..=config.layers_per_block)
-                .map(|j| resnet(&scope.at("resnets").at(j), if j == 0 { prev } else { out }, out))
+                .map(|j| {
+                    resnet(
+                        &scope.at("resnets").at(j),
+                        if j == 0 { prev } else { out },
+                        out,
+                    )
+                })
                 .collect::<Result<_, _>>()?;
-            let up = (i + 1 < n).then(|| Upsample2D::load(&scope.at("upsamplers.0"), out)).transpose()?;
-            stages.push(Stage { resnets, down: None, up });
+            let up = (i + 1 < n)
+                .then(|| Upsample2D::load(&scope.at("upsamplers.0"), out))
+                .transpose()?;
+            stages.push(Stage {
+                resnets,
+                down: None,
+                up,
+            });
             prev = out;
         }
         let decoder = Coder {
@@ -275,7 +314,10 @@ impl AutoencoderKL {
             return Err(VaeError::Input {
                 input: "images",
                 found: images.dims().to_vec(),
-                expected: format!("[batch, {}, height, width] with sides divisible by {f}", self.config.in_channels),
+                expected: format!(
+                    "[batch, {}, height, width] with sides divisible by {f}",
+                    self.config.in_channels
+                ),
             });
         }
         let moments = self.encoder.forward(images);

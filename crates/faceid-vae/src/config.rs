@@ -79,19 +79,51 @@ impl VaeConfig {
         let config: Self = faceid_core::config::read_json(path)?;
         let n = config.block_out_channels.len();
         if n == 0 || config.down_block_types.len() != n || config.up_block_types.len() != n {
-            return Err(unsupported(path, "block_out_channels", &config.block_out_channels, "one down and one up block per entry"));
+            return Err(unsupported(
+                path,
+                "block_out_channels",
+                &config.block_out_channels,
+                "one down and one up block per entry",
+            ));
         }
-        if config.down_block_types.iter().any(|b| b != "DownEncoderBlock2D") {
-            return Err(unsupported(path, "down_block_types", &config.down_block_types, "DownEncoderBlock2D"));
+        if config
+            .down_block_types
+            .iter()
+            .any(|b| b != "DownEncoderBlock2D")
+        {
+            return Err(unsupported(
+                path,
+                "down_block_types",
+                &config.down_block_types,
+                "DownEncoderBlock2D",
+            ));
         }
-        if config.up_block_types.iter().any(|b| b != "UpDecoderBlock2D") {
-            return Err(unsupported(path, "up_block_types", &config.up_block_types, "UpDecoderBlock2D"));
+        if config
+            .up_block_types
+            .iter()
+            .any(|b| b != "UpDecoderBlock2D")
+        {
+            return Err(unsupported(
+                path,
+                "up_block_types",
+                &config.up_block_types,
+                "UpDecoderBlock2D",
+            ));
         }
         if !matches!(config.act_fn, Activation::Silu | Activation::Swish) {
             return Err(unsupported(path, "act_fn", config.act_fn, "silu"));
         }
-        if config.block_out_channels.iter().any(|c| c % config.norm_num_groups != 0) {
-            return Err(unsupported(path, "norm_num_groups", config.norm_num_groups, "a divisor of every block's channels"));
+        if config
+            .block_out_channels
+            .iter()
+            .any(|c| c % config.norm_num_groups != 0)
+        {
+            return Err(unsupported(
+                path,
+                "norm_num_groups",
+                config.norm_num_groups,
+                "a divisor of every block's channels",
+            ));
         }
         Ok(config)
     }

@@ -16,13 +16,20 @@ fn vae_decode_and_encode_match_diffusers() {
     for model in ["tiny-a", "tiny-b"] {
         let vae = AutoencoderKL::from_dir(&data().join(model).join("vae"), &device).unwrap();
         let reference = read_reference(&data().join(model).join("reference.safetensors"));
-        let decoded = vae.decode(reference["vae.latents"].clone().to_tensor(&device)).unwrap();
+        let decoded = vae
+            .decode(reference["vae.latents"].clone().to_tensor(&device))
+            .unwrap();
         let err = max_abs_diff(decoded, &reference["vae.decoded"]);
         assert!(err < 1e-4, "{model}: decode max abs error {err}");
-        let posterior = vae.encode(reference["vae.image"].clone().to_tensor(&device)).unwrap();
+        let posterior = vae
+            .encode(reference["vae.image"].clone().to_tensor(&device))
+            .unwrap();
         let err_mean = max_abs_diff(posterior.mean, &reference["vae.mean"]);
         let err_logvar = max_abs_diff(posterior.logvar, &reference["vae.logvar"]);
-        assert!(err_mean < 1e-4 && err_logvar < 1e-4, "{model}: encode errors {err_mean} {err_logvar}");
+        assert!(
+            err_mean < 1e-4 && err_logvar < 1e-4,
+            "{model}: encode errors {err_mean} {err_logvar}"
+        );
     }
 }
 
@@ -40,8 +47,12 @@ fn vae_scaling_factor_comes_from_the_config() {
 fn vae_rejects_bad_inputs() {
     let device = Device::flex();
     let vae = AutoencoderKL::from_dir(&data().join("tiny-a/vae"), &device).unwrap();
-    let err = vae.decode(faceid_core::Tensor::zeros([1, 3, 4, 4], &device)).unwrap_err();
+    let err = vae
+        .decode(faceid_core::Tensor::zeros([1, 3, 4, 4], &device))
+        .unwrap_err();
     assert!(err.to_string().contains("latents"), "{err}");
-    let err = vae.encode(faceid_core::Tensor::zeros([1, 3, 30, 32], &device)).unwrap_err();
+    let err = vae
+        .encode(faceid_core::Tensor::zeros([1, 3, 30, 32], &device))
+        .unwrap_err();
     assert!(err.to_string().contains("divisible by 8"), "{err}");
 }

@@ -22,7 +22,8 @@ impl Fixtures {
         let text = std::fs::read_to_string(dir.join("schedulers.json"))
             .expect("missing fixtures: run tests/fixtures/generate.py --only schedulers");
         let meta = serde_json::from_str(&text).expect("schedulers.json");
-        let bytes = std::fs::read(dir.join("schedulers.safetensors")).expect("schedulers.safetensors");
+        let bytes =
+            std::fs::read(dir.join("schedulers.safetensors")).expect("schedulers.safetensors");
         Self { meta, bytes }
     }
 
@@ -31,7 +32,8 @@ impl Fixtures {
     }
 
     pub fn config(&self, name: &str) -> SchedulerConfig {
-        SchedulerConfig::from_json_value(&self.meta["configs"][name]).expect("fixture config parses")
+        SchedulerConfig::from_json_value(&self.meta["configs"][name])
+            .expect("fixture config parses")
     }
 
     pub fn shape(&self) -> [usize; 4] {
@@ -47,7 +49,9 @@ impl Fixtures {
     /// A stored float32 tensor as (shape, values).
     pub fn tensor(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
         let st = SafeTensors::deserialize(&self.bytes).expect("safetensors");
-        let view = st.tensor(key).unwrap_or_else(|e| panic!("missing tensor {key}: {e}"));
+        let view = st
+            .tensor(key)
+            .unwrap_or_else(|e| panic!("missing tensor {key}: {e}"));
         assert_eq!(view.dtype(), Dtype::F32, "{key}");
         let values = view
             .data()
@@ -59,7 +63,11 @@ impl Fixtures {
 
     /// Builds the scheduler a case describes (`kind` + `config` keys).
     pub fn build(&self, case: &Value) -> Box<dyn Scheduler> {
-        let kind: SchedulerKind = case["kind"].as_str().expect("kind").parse().expect("known kind");
+        let kind: SchedulerKind = case["kind"]
+            .as_str()
+            .expect("kind")
+            .parse()
+            .expect("known kind");
         let config = self.config(case["config"].as_str().expect("config"));
         kind.build(&config)
             .unwrap_or_else(|e| panic!("building {} / {}: {e}", case["kind"], case["config"]))
@@ -97,5 +105,6 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Whether a config uses the zero-terminal-SNR rescale.
 pub fn is_zero_snr(fixtures: &Fixtures, case: &Value) -> bool {
-    fixtures.meta["configs"][case["config"].as_str().expect("config")]["rescale_betas_zero_snr"] == Value::Bool(true)
+    fixtures.meta["configs"][case["config"].as_str().expect("config")]["rescale_betas_zero_snr"]
+        == Value::Bool(true)
 }

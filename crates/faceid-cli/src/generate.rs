@@ -1,0 +1,232 @@
+//! `faceid generate`.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use faceid_core::{DeviceKind, HostTensor};
+use faceid_face::{
+    DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel, ZipLimits,
+    read_zip,
+};
+use faceid_pipeline::{
+    AdapterOptions, GenerateRequest, LoraSource, SchedulerKind, StableDiffusion, grid,
+    identity_from_images,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::CliError;
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// What to draw.
+    #[arg(long)]
+    prompt: String,
+    /// What to steer away from.
+    #[arg(long, default_value = "")]
+    negative_prompt: String,
+    /// A diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/, ...).
+    #[arg(long, env = "FACEID_BASE_MODEL")]
+    base_model: PathBuf,
+    /// A VAE folder replacing the model's own.
+    #[arg(long)]
+    vae: Option<PathBuf>,
+    /// ddim, euler, euler-a, dpmpp-2m or dpmpp-2m-karras (default: the model's own, else ddim).
+    #[arg(long)]
+    scheduler: Option<SchedulerKind>,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Classifier-free guidance scale (1 or less disables guidance).
+    #[arg(long, default_value_t = 7.5)]
+    guidance: f32,
+    /// Images to generate.
+    #[arg(long, default_value_t = 1)]
+    num_samples: usize,
+    /// Width in pixels (a multiple of 8).
+    #[arg(long, default_value_t = 512)]
+    width: usize,
+    /// Height in pixels (a multiple of 8).
+    #[arg(long, default_value_t = 512)]
+    height: usize,
+    /// Seed; the same seed draws the same noise as diffusers with
+    /// torch.Generator("cpu").manual_seed(seed). Random when absent.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Initial latents [num_samples, 4, height/8, width/8] from a .npy or .safetensors file.
+    #[arg(long)]
+    latents: Option<PathBuf>,
+    /// The fal model type (only `1_5-v1` so far).
+    #[arg(long, default_value = "1_5-v1", value_parser = ["1_5-v1"])]
+    model_type: String,
+    /// An IP-Adapter FaceID checkpoint (ip-adapter-faceid_sd15.bin or .safetensors).
+    #[arg(long, env = "FACEID_IP_ADAPTER")]
+    ip_adapter: Option<PathBuf>,
+    /// A kohya-style LoRA file replacing the checkpoint's own LoRA
+    /// (ip-adapter-faceid_sd15_lora.safetensors).
+    #[arg(long)]
+    lora: Option<PathBuf>,
+    /// A photo of the face to draw (repeatable: the identities are averaged).
+    #[arg(long = "face")]
+    faces: Vec<PathBuf>,
+    /// A zip archive of face photos, averaged with any --face.
+    #[arg(long)]
+    faces_zip: Option<PathBuf>,
+    /// A precomputed identity ([1, 512] or [512], .npy or .safetensors) instead of photos.
+    #[arg(long, conflicts_with_all = ["faces", "faces_zip"])]
+    face_embedding: Option<PathBuf>,
+    /// The ArcFace ONNX model for --face / --faces-zip (insightface buffalo_l's w600k_r50.onnx).
+    #[arg(long, env = "FACEID_RECOGNIZER")]
+    recognizer: Option<PathBuf>,
+    /// `retinaface` (built in) or an SCRFD / RetinaFace ONNX file.
+    #[arg(long, default_value = "retinaface")]
+    detector: DetectorModel,
+    /// Face detector input size (64-640).
+    #[arg(long, default_value_t = faceid_face::DEFAULT_DET_SIZE)]
+    det_size: u32,
+    /// Weight of the face in every cross-attention layer.
+    #[arg(long, default_value_t = 1.0)]
+    ip_scale: f32,
+    /// Weight of the adapter's LoRA (1.0 as the reference; 0.6-0.8 follows the prompt more).
+    #[arg(long, default_value_t = 1.0)]
+    lora_scale: f32,
+    /// flex (CPU), wgpu or cuda.
+    #[arg(long, default_value = "flex")]
+    device: DeviceKind,
+    /// Output PNG; several samples are written as OUT-0.png, OUT-1.png, ... plus a grid in OUT.
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+pub fn run(args: GenerateArgs) -> Result<(), CliError> {
+    let device = args.device.device()?;
+    let latents = args
+        .latents
+        .as_deref()
+        .map(faceid_core::tensor_file::read_tensor)
+        .transpose()?;
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let spinner = ProgressBar::new_spinner().with_message("loading model");
+    let mut sd = StableDiffusion::from_dir(&args.base_model, args.vae.as_deref(), &device)?;
+    let wants_face =
+        !args.faces.is_empty() || args.faces_zip.is_some() || args.face_embedding.is_some();
+    match (&args.ip_adapter, wants_face) {
+        (Some(checkpoint), _) => {
+            let options = AdapterOptions {
+                ip_scale: args.ip_scale,
+                lora_scale: args.lora_scale,
+                lora: args
+                    .lora
+                    .clone()
+                    .map_or(LoraSource::Checkpoint, LoraSource::Kohya),
+            };
+            sd.install_faceid(checkpoint, &options)?;
+        }
+        (None, true) => {
+            return Err(
+                "a face needs an IP-Adapter FaceID checkpoint: pass --ip-adapter FILE".into(),
+            );
+        }
+        (None, false) => {}
+    }
+    let face_embedding = identity(&args, &device)?;
+    spinner.finish_and_clear();
+    let request = GenerateRequest {
+        prompt: args.prompt,
+        negative_prompt: args.negative_prompt,
+        num_samples: args.num_samples,
+        width: args.width,
+        height: args.height,
+        steps: args.steps,
+        guidance_scale: args.guidance,
+        seed,
+        scheduler: args.scheduler,
+        eta: 0.0,
+        latents,
+        face_embedding,
+    };
+    sd.check(&request)?;
+    let bar = ProgressBar::new(args.steps as u64).with_style(
+        ProgressStyle::with_template(
+            "{spinner} denoising [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, {eta} left",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let out = sd.generate(&request, &mut |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.step as u64);
+        ControlFlow::Continue(())
+    })?;
+    bar.finish_and_clear();
+    write_images(&args.output, &out.images)?;
+    eprintln!(
+        "seed {} ({} scheduler): wrote {}",
+        out.seed,
+        out.scheduler,
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// One image goes to `output`; several go to `output-i.png` with their grid in `output`.
+fn write_images(output: &Path, images: &[image::RgbImage]) -> Result<(), CliError> {
+    if let [single] = images {
+        single.save(output)?;
+        return Ok(());
+    }
+    let stem = output.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
+    let ext = output.extension().and_then(|s| s.to_str()).unwrap_or("png");
+    for (i, img) in images.iter().enumerate() {
+        img.save(output.with_file_name(format!("{stem}-{i}.{ext}")))?;
+    }
+    grid(images).save(output)?;
+    Ok(())
+}
+
+/// The identity to draw: a given embedding, or the averaged embedding of the face photos.
+fn identity(
+    args: &GenerateArgs,
+    device: &faceid_core::Device,
+) -> Result<Option<HostTensor>, CliError> {
+    if let Some(path) = &args.face_embedding {
+        return Ok(Some(faceid_core::tensor_file::read_tensor(path)?));
+    }
+    if args.faces.is_empty() && args.faces_zip.is_none() {
+        return Ok(None);
+    }
+    let recognizer = args.recognizer.clone().ok_or(
+        "--face needs an ArcFace model: pass --recognizer w600k_r50.onnx (insightface buffalo_l)",
+    )?;
+    let analyzer = FaceAnalyzer::new(
+        args.detector.clone(),
+        Some(RecognizerModel::File(recognizer)),
+        device,
+    )?;
+    let limits = ImageLimits::default();
+    let mut images = args
+        .faces
+        .iter()
+        .map(|p| FaceImage::open(p, &limits))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(zip) = &args.faces_zip {
+        let bytes = std::fs::read(zip)?;
+        images.extend(read_zip(
+            &zip.display().to_string(),
+            &bytes,
+            &ZipLimits::default(),
+            &limits,
+        )?);
+    }
+    let options = DetectOptions {
+        det_size: args.det_size,
+        ..DetectOptions::default()
+    };
+    Ok(Some(identity_from_images(&analyzer, &images, &options)?))
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    // Seeds stay below 2^32 so they mean the same thing to torch's manual_seed everywhere.
+    RandomState::new().hash_one(std::time::SystemTime::now()) & 0xFFFF_FFFF
+}

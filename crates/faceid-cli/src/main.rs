@@ -1,0 +1,58 @@
+//! `faceid`: zero-shot face personalisation of Stable Diffusion, from the command line.
+
+mod draw;
+mod face_cmds;
+mod generate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Stable Diffusion with IP-Adapter FaceID, on burn.
+#[derive(Parser)]
+#[command(name = "faceid", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate images from a prompt.
+    Generate(generate::GenerateArgs),
+    /// Detect faces in an image.
+    Detect(face_cmds::DetectArgs),
+    /// Compute the (averaged) ArcFace embedding of one or more face images.
+    Embed(face_cmds::EmbedArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FACEID_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate::run(args),
+        Command::Detect(args) => face_cmds::detect(args),
+        Command::Embed(args) => face_cmds::embed(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            let mut source = err.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Any error a command reports.
+pub type CliError = Box<dyn std::error::Error + Send + Sync>;

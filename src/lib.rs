@@ -1,0 +1,23 @@
+//! faceid: zero-shot face personalisation of Stable Diffusion with IP-Adapter FaceID, on burn.
+//!
+//! This crate gathers the workspace's crates under one name for applications:
+//!
+//! - [`pipeline`]: load a diffusers model folder once, generate many times.
+//! - [`face`]: insightface-compatible face detection, alignment and ArcFace embeddings.
+//! - [`clip`], [`unet`], [`vae`], [`scheduler`]: the Stable Diffusion components.
+//! - [`onnx`]: the ONNX graph runtime the face models run on.
+//! - [`core`]: devices, checkpoint loading, torch-compatible noise.
+//!
+//! See `faceid_pipeline::StableDiffusion` for a runnable example.
+#![deny(missing_docs)]
+
+pub use faceid_clip as clip;
+pub use faceid_core as core;
+pub use faceid_face as face;
+pub use faceid_onnx as onnx;
+pub use faceid_pipeline as pipeline;
+pub use faceid_scheduler as scheduler;
+pub use faceid_unet as unet;
+pub use faceid_vae as vae;
+
+pub use faceid_pipeline::{GenerateRequest, Generated, PipelineError, StableDiffusion};
