@@ -23,7 +23,8 @@ fn peak_rss_mib() -> Option<f64> {
 
 #[test]
 fn sd15_unet_runs_one_guidance_step() {
-    for device in faceid::core::testing::devices() {
+    // On flex only: a full-size step on a software GPU would take far too long.
+    for device in [faceid::core::Device::flex()] {
         let config = UNetConfig::from_file(&configs().join("unet/config.json")).unwrap();
         let weights = Weights::random(0, &device);
         let start = Instant::now();

@@ -240,3 +240,46 @@ fn generate_with_a_face_photo_matches_the_python_chain() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--ip-adapter"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn embed_writes_the_normalised_identity() {
+    let dir = temp("embed");
+    for name in ["id.npy", "id.safetensors"] {
+        let out = dir.join(name);
+        let output = faceid()
+            .arg("embed")
+            .arg(data().join("faces/astronaut.png"))
+            .arg("--recognizer")
+            .arg(data().join("face/arcface_r50_bn.onnx"))
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let got = faceid_core::tensor_file::read_tensor(&out).unwrap();
+        assert_eq!(got.shape, vec![1, 512]);
+        let expected = faceid_core::testing::read_reference(&data().join("faceid/e2e.safetensors"));
+        let cosine: f32 = got
+            .data
+            .iter()
+            .zip(&expected["e2e.embedding"].data)
+            .map(|(a, b)| a * b)
+            .sum();
+        assert!(cosine >= 0.9999, "{name}: cosine {cosine}");
+    }
+    let output = faceid()
+        .arg("embed")
+        .arg("--recognizer")
+        .arg(data().join("face/arcface_r50_bn.onnx"))
+        .arg("-o")
+        .arg(dir.join("x.npy"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no images"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -9,6 +9,7 @@
 //! - [`rng`]: Gaussian noise identical to `torch.randn` with a seeded CPU `torch.Generator`.
 #![deny(missing_docs)]
 
+mod component;
 pub mod config;
 pub mod device;
 pub mod nn;

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod fal;
 mod identity;
 mod image_io;
 mod stable_diffusion;
