@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use faceid_core::{DeviceKind, HostTensor};
 use faceid_face::{
-    DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel, ZipLimits,
-    read_zip,
+    DetectOptions, DetectorModel, FaceAnalyzer, FaceChoice, FaceImage, ImageLimits,
+    RecognizerModel, ZipLimits, read_zip,
 };
 use faceid_pipeline::{
     AdapterOptions, GenerateRequest, LoraSource, SchedulerKind, StableDiffusion, grid,
@@ -22,8 +22,8 @@ pub struct GenerateArgs {
     /// What to draw.
     #[arg(long)]
     prompt: String,
-    /// What to steer away from.
-    #[arg(long, default_value = "")]
+    /// What to steer away from (default: fal's negative prompt).
+    #[arg(long, default_value = faceid_pipeline::fal::DEFAULT_NEGATIVE_PROMPT)]
     negative_prompt: String,
     /// A diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/, ...).
     #[arg(long, env = "FACEID_BASE_MODEL")]
@@ -40,8 +40,8 @@ pub struct GenerateArgs {
     /// Classifier-free guidance scale (1 or less disables guidance).
     #[arg(long, default_value_t = 7.5)]
     guidance: f32,
-    /// Images to generate.
-    #[arg(long, default_value_t = 1)]
+    /// Images to generate (fal's default: 4, written with their grid).
+    #[arg(long, default_value_t = 4)]
     num_samples: usize,
     /// Width in pixels (a multiple of 8).
     #[arg(long, default_value_t = 512)]
@@ -84,6 +84,9 @@ pub struct GenerateArgs {
     /// Face detector input size (64-640).
     #[arg(long, default_value_t = faceid_face::DEFAULT_DET_SIZE)]
     det_size: u32,
+    /// Which face when a photo has several.
+    #[arg(long, value_parser = ["highest-score", "largest"], default_value = "highest-score")]
+    face_choice: String,
     /// Weight of the face in every cross-attention layer.
     #[arg(long, default_value_t = 1.0)]
     ip_scale: f32,

@@ -27,6 +27,8 @@ fn generate_writes_the_diffusers_image_for_the_same_seed() {
             "generate",
             "--prompt",
             "a photo of an astronaut riding a horse",
+            "--negative-prompt",
+            "",
             "--scheduler",
             "ddim",
         ])
@@ -155,6 +157,8 @@ fn generate_with_a_face_photo_matches_the_python_chain() {
         .args([
             "--scheduler",
             "ddim",
+            "--num-samples",
+            "1",
             "--steps",
             "3",
             "--width",
@@ -200,6 +204,8 @@ fn generate_with_a_face_photo_matches_the_python_chain() {
         .args([
             "--scheduler",
             "ddim",
+            "--num-samples",
+            "1",
             "--steps",
             "3",
             "--width",

@@ -29,7 +29,18 @@ fn raw(st: &SafeTensors<'_>, key: &str) -> (Vec<usize>, Vec<f32>) {
 /// Runs `model` on the stored input of `key` and returns the worst error of each output relative
 /// to that output's largest magnitude.
 fn compare(model_path: PathBuf, key: &str) -> Vec<f32> {
-    let device = Device::flex();
+    // Every backend the build has (flex, and wgpu when enabled): the worst of them.
+    let per_device: Vec<Vec<f32>> = faceid_core::testing::devices()
+        .iter()
+        .map(|device| compare_on(&model_path, key, device))
+        .collect();
+    (0..per_device[0].len())
+        .map(|i| per_device.iter().map(|e| e[i]).fold(0.0, f32::max))
+        .collect()
+}
+
+fn compare_on(model_path: &PathBuf, key: &str, device: &Device) -> Vec<f32> {
+    let device = device.clone();
     let bytes = std::fs::read(fixtures().join("raw.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let model = OnnxModel::from_file(&model_path, &device).unwrap();
