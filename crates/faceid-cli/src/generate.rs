@@ -221,8 +221,14 @@ fn identity(
             &limits,
         )?);
     }
+    let choice = if args.face_choice == "largest" {
+        FaceChoice::Largest
+    } else {
+        FaceChoice::HighestScore
+    };
     let options = DetectOptions {
         det_size: args.det_size,
+        choice,
         ..DetectOptions::default()
     };
     Ok(Some(identity_from_images(&analyzer, &images, &options)?))

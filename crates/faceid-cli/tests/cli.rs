@@ -54,16 +54,7 @@ fn generate_writes_the_diffusers_image_for_the_same_seed() {
     let reference = faceid_core::testing::read_reference(&data().join("sd/pipelines.safetensors"));
     let expected = &reference["a_ddim.images"];
     for i in 0..2 {
-        let img = image::open(dir.join(format!("out-{i}.png")))
-            .unwrap()
-            .to_rgb8();
-        let per = 32 * 32 * 3;
-        let worst = img
-            .as_raw()
-            .iter()
-            .zip(&expected.data[i * per..(i + 1) * per])
-            .map(|(g, w)| (*g as f32 - w * 255.0).abs())
-            .fold(0.0f32, f32::max);
+        let worst = worst(&dir.join(format!("out-{i}.png")), expected, i);
         assert!(worst <= 1.5, "sample {i}: {worst}/255");
     }
     let grid = image::open(&out).unwrap();
@@ -131,11 +122,10 @@ fn detect_finds_the_one_face_in_a_real_photo() {
 fn worst(path: &std::path::Path, expected: &faceid_core::HostTensor, index: usize) -> f32 {
     let img = image::open(path).unwrap().to_rgb8();
     let per = expected.shape[1] * expected.shape[2] * 3;
-    img.as_raw()
-        .iter()
-        .zip(&expected.data[index * per..(index + 1) * per])
-        .map(|(g, w)| (*g as f32 - w * 255.0).abs())
-        .fold(0.0f32, f32::max)
+    faceid_core::testing::max_pixel_error(
+        img.as_raw(),
+        &expected.data[index * per..(index + 1) * per],
+    )
 }
 
 #[test]

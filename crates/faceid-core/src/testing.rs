@@ -68,3 +68,14 @@ pub fn devices() -> Vec<burn::tensor::Device> {
     ));
     devices
 }
+
+/// The largest difference, in 8-bit levels, between 8-bit pixels and reference pixels in
+/// `[0, 1]` (diffusers' `output_type="np"`), as `|p - x·255|`.
+pub fn max_pixel_error(pixels: &[u8], expected: &[f32]) -> f32 {
+    assert_eq!(pixels.len(), expected.len(), "pixel count mismatch");
+    pixels
+        .iter()
+        .zip(expected)
+        .map(|(p, x)| (*p as f32 - x * 255.0).abs())
+        .fold(0.0, f32::max)
+}

@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use faceid_core::testing::read_reference;
+use faceid_core::testing::{max_pixel_error, read_reference};
 use faceid_core::{Device, HostTensor};
 use faceid_face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel,
@@ -41,12 +41,7 @@ fn worst_error(images: &[image::RgbImage], expected: &HostTensor) -> f32 {
     images
         .iter()
         .zip(expected.data.chunks(per))
-        .flat_map(|(img, want)| {
-            img.as_raw()
-                .iter()
-                .zip(want)
-                .map(|(g, w)| (*g as f32 - w * 255.0).abs())
-        })
+        .map(|(img, want)| max_pixel_error(img.as_raw(), want))
         .fold(0.0, f32::max)
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use faceid_core::testing::read_reference;
+use faceid_core::testing::{max_pixel_error, read_reference};
 use faceid_core::{Device, HostTensor};
 use faceid_pipeline::{GenerateRequest, PipelineError, StableDiffusion};
 
@@ -50,9 +50,7 @@ fn compare(name: &str, images: &[image::RgbImage], expected: &HostTensor) -> f32
             (expected.shape[1], expected.shape[2]),
             "{name}: size"
         );
-        for (got, want) in img.as_raw().iter().zip(reference) {
-            worst = worst.max((*got as f32 - want * 255.0).abs());
-        }
+        worst = worst.max(max_pixel_error(img.as_raw(), reference));
     }
     worst
 }
