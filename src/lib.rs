@@ -5,6 +5,8 @@
 //! - [`pipeline`]: load a diffusers model folder once, generate many times.
 //! - [`face`]: insightface-compatible face detection, alignment and ArcFace embeddings.
 //! - [`clip`], [`unet`], [`vae`], [`scheduler`]: the Stable Diffusion components.
+//! - [`hub`]: the weights each fal model type needs, found in or fetched into the Hugging Face
+//!   and insightface caches.
 //! - [`onnx`]: the ONNX graph runtime the face models run on.
 //! - [`core`]: devices, checkpoint loading, torch-compatible noise.
 //!
@@ -14,6 +16,7 @@
 pub use faceid_clip as clip;
 pub use faceid_core as core;
 pub use faceid_face as face;
+pub use faceid_hub as hub;
 pub use faceid_onnx as onnx;
 pub use faceid_pipeline as pipeline;
 pub use faceid_scheduler as scheduler;

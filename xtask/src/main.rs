@@ -3,6 +3,9 @@
 //! - `fixtures [--only PART ...]`: creates `.venv` with the pinned reference stack
 //!   (`tests/fixtures/requirements.txt`) if needed, then regenerates `tests/data/` with
 //!   `tests/fixtures/generate.py`.
+//! - `fetch [--model-type T|all] [--base-repo R] [--no-face]`: downloads the weights of a fal
+//!   model type (default `1_5-v1`) into the Hugging Face and insightface caches, as
+//!   `faceid fetch` does.
 //! - `ci`: runs exactly what continuous integration runs (`.ci/run`).
 
 use std::path::{Path, PathBuf};
@@ -12,11 +15,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("fixtures") => fixtures(&args[1..]),
+        Some("fetch") => fetch(&args[1..]),
         Some("ci") => run(Command::new("bash").arg(root().join(".ci/run"))),
-        _ => Err(
-            "usage: cargo xtask fixtures [--only noise|schedulers|sd|face ...] | cargo xtask ci"
-                .into(),
-        ),
+        _ => Err("usage: cargo xtask fixtures [--only noise|schedulers|sd|face|faceid ...] \
+             | cargo xtask fetch [--model-type T|all] [--base-repo R] [--no-face] | cargo xtask ci"
+            .into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,4 +66,54 @@ fn fixtures(extra: &[String]) -> Result<(), String> {
         .arg(root.join("tests/fixtures/generate.py"))
         .args(extra)
         .env("OMP_NUM_THREADS", "1"))
+}
+
+fn fetch(args: &[String]) -> Result<(), String> {
+    let mut model_types = vec!["1_5-v1".to_string()];
+    let mut base_repo = None;
+    let mut face = true;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--model-type" => {
+                model_types = vec![rest.next().ok_or("--model-type needs a value")?.clone()]
+            }
+            "--base-repo" => base_repo = Some(rest.next().ok_or("--base-repo needs a value")?.clone()),
+            "--no-face" => face = false,
+            other => return Err(format!("fetch: unknown argument '{other}'")),
+        }
+    }
+    let weights = faceid_hub::Weights::from_env().map_err(|e| e.to_string())?;
+    if model_types == ["all"] {
+        model_types = weights
+            .manifest()
+            .model_types
+            .iter()
+            .filter(|(_, entry)| {
+                weights
+                    .manifest()
+                    .component(&entry.ip_adapter)
+                    .is_ok_and(|c| c.published)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+    }
+    for model_type in model_types {
+        let request = faceid_hub::ModelRequest {
+            model_type: model_type.clone(),
+            base_repo: base_repo.clone(),
+            local: Default::default(),
+            adapter: face,
+            face_analysis: face,
+        };
+        let files = weights
+            .resolve(&request, &mut faceid_hub::ProgressBars::default())
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "xtask: {model_type}: ready ({} file(s) downloaded), base model in {}",
+            files.downloaded.len(),
+            files.base.display()
+        );
+    }
+    Ok(())
 }

@@ -13,9 +13,14 @@ use faceid_pipeline::{
     AdapterOptions, GenerateRequest, LoraSource, SchedulerKind, StableDiffusion, grid,
     identity_from_images,
 };
+use faceid_hub::{LocalFiles, ModelFiles};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::CliError;
+use crate::fetch::WeightsArgs;
+
+/// The model types `generate` runs.
+const GENERATES: [&str; 2] = ["1_5-v1", "1_5-auraface-v1"];
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -25,9 +30,13 @@ pub struct GenerateArgs {
     /// What to steer away from (default: fal's negative prompt).
     #[arg(long, default_value = faceid_pipeline::fal::DEFAULT_NEGATIVE_PROMPT)]
     negative_prompt: String,
-    /// A diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/, ...).
+    /// Where the weights come from.
+    #[command(flatten)]
+    weights: WeightsArgs,
+    /// A local diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/,
+    /// ...) instead of the model type's base model from the hub.
     #[arg(long, env = "FACEID_BASE_MODEL")]
-    base_model: PathBuf,
+    base_model: Option<PathBuf>,
     /// A VAE folder replacing the model's own.
     #[arg(long)]
     vae: Option<PathBuf>,
@@ -56,10 +65,8 @@ pub struct GenerateArgs {
     /// Initial latents [num_samples, 4, height/8, width/8] from a .npy or .safetensors file.
     #[arg(long)]
     latents: Option<PathBuf>,
-    /// The fal model type (only `1_5-v1` so far).
-    #[arg(long, default_value = "1_5-v1", value_parser = ["1_5-v1"])]
-    model_type: String,
-    /// An IP-Adapter FaceID checkpoint (ip-adapter-faceid_sd15.bin or .safetensors).
+    /// A local IP-Adapter FaceID checkpoint (ip-adapter-faceid_sd15.bin or .safetensors)
+    /// instead of the model type's from the hub.
     #[arg(long, env = "FACEID_IP_ADAPTER")]
     ip_adapter: Option<PathBuf>,
     /// A kohya-style LoRA file replacing the checkpoint's own LoRA
@@ -75,12 +82,14 @@ pub struct GenerateArgs {
     /// A precomputed identity ([1, 512] or [512], .npy or .safetensors) instead of photos.
     #[arg(long, conflicts_with_all = ["faces", "faces_zip"])]
     face_embedding: Option<PathBuf>,
-    /// The ArcFace ONNX model for --face / --faces-zip (insightface buffalo_l's w600k_r50.onnx).
+    /// A local ArcFace ONNX model for --face / --faces-zip instead of the model type's
+    /// (insightface buffalo_l's w600k_r50.onnx).
     #[arg(long, env = "FACEID_RECOGNIZER")]
     recognizer: Option<PathBuf>,
-    /// `retinaface` (built in) or an SCRFD / RetinaFace ONNX file.
-    #[arg(long, default_value = "retinaface")]
-    detector: DetectorModel,
+    /// `retinaface` (built in) or an SCRFD / RetinaFace ONNX file. Default: the model type's
+    /// detector (buffalo_l's det_10g.onnx) when its recognizer is used too, else `retinaface`.
+    #[arg(long)]
+    detector: Option<DetectorModel>,
     /// Face detector input size (64-640).
     #[arg(long, default_value_t = faceid_face::DEFAULT_DET_SIZE)]
     det_size: u32,
@@ -109,11 +118,31 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         .map(faceid_core::tensor_file::read_tensor)
         .transpose()?;
     let seed = args.seed.unwrap_or_else(random_seed);
+    if !GENERATES.contains(&args.weights.model_type.as_str()) {
+        return Err(format!(
+            "model type '{}' cannot generate yet (supported: {}); `faceid fetch` downloads its weights",
+            args.weights.model_type,
+            GENERATES.join(", ")
+        )
+        .into());
+    }
+    let photos = !args.faces.is_empty() || args.faces_zip.is_some();
+    let wants_face = photos || args.face_embedding.is_some();
+    let files = args.weights.resolve(
+        LocalFiles {
+            base: args.base_model.clone(),
+            vae: args.vae.clone(),
+            ip_adapter: args.ip_adapter.clone(),
+            image_encoder: None,
+            detector: None,
+            recognizer: args.recognizer.clone(),
+        },
+        wants_face || args.ip_adapter.is_some(),
+        photos,
+    )?;
     let spinner = ProgressBar::new_spinner().with_message("loading model");
-    let mut sd = StableDiffusion::from_dir(&args.base_model, args.vae.as_deref(), &device)?;
-    let wants_face =
-        !args.faces.is_empty() || args.faces_zip.is_some() || args.face_embedding.is_some();
-    match (&args.ip_adapter, wants_face) {
+    let mut sd = StableDiffusion::from_dir(&files.base, files.vae.as_deref(), &device)?;
+    match (&files.ip_adapter, wants_face) {
         (Some(checkpoint), _) => {
             let options = AdapterOptions {
                 ip_scale: args.ip_scale,
@@ -132,7 +161,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         }
         (None, false) => {}
     }
-    let face_embedding = identity(&args, &device)?;
+    let face_embedding = identity(&args, &files, &device)?;
     spinner.finish_and_clear();
     let request = GenerateRequest {
         prompt: args.prompt,
@@ -190,6 +219,7 @@ fn write_images(output: &Path, images: &[image::RgbImage]) -> Result<(), CliErro
 /// The identity to draw: a given embedding, or the averaged embedding of the face photos.
 fn identity(
     args: &GenerateArgs,
+    files: &ModelFiles,
     device: &faceid_core::Device,
 ) -> Result<Option<HostTensor>, CliError> {
     if let Some(path) = &args.face_embedding {
@@ -198,14 +228,18 @@ fn identity(
     if args.faces.is_empty() && args.faces_zip.is_none() {
         return Ok(None);
     }
-    let recognizer = args.recognizer.clone().ok_or(
-        "--face needs an ArcFace model: pass --recognizer w600k_r50.onnx (insightface buffalo_l)",
-    )?;
-    let analyzer = FaceAnalyzer::new(
-        args.detector.clone(),
-        Some(RecognizerModel::File(recognizer)),
-        device,
-    )?;
+    let recognizer = files
+        .recognizer
+        .clone()
+        .ok_or("--face needs an ArcFace model: pass --recognizer w600k_r50.onnx")?;
+    let detector = args.detector.clone().unwrap_or_else(|| {
+        files
+            .detector
+            .clone()
+            .map_or(DetectorModel::BuiltinRetinaFace, DetectorModel::File)
+    });
+    let analyzer =
+        FaceAnalyzer::new(detector, Some(RecognizerModel::File(recognizer)), device)?;
     let limits = ImageLimits::default();
     let mut images = args
         .faces

@@ -2,7 +2,9 @@
 
 mod draw;
 mod face_cmds;
+mod fetch;
 mod generate;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -24,6 +26,10 @@ enum Command {
     Detect(face_cmds::DetectArgs),
     /// Compute the (averaged) ArcFace embedding of one or more face images.
     Embed(face_cmds::EmbedArgs),
+    /// Download what a model type needs into the Hugging Face and insightface caches.
+    Fetch(fetch::FetchArgs),
+    /// Serve the API of fal's `fal-ai/ip-adapter-face-id` endpoint.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +45,8 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Detect(args) => face_cmds::detect(args),
         Command::Embed(args) => face_cmds::embed(args),
+        Command::Fetch(args) => fetch::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,8 +1,7 @@
 //! Resize, similarity estimate and warp against OpenCV / scikit-image / insightface's norm_crop.
 
-mod common;
 
-use common::{fixture, json, max_pixel_diff, photo, points, rgb};
+use crate::common::{fixture, json, max_pixel_diff, photo, points, rgb};
 use faceid_face::align::{ARCFACE_TEMPLATE, estimate_norm, norm_crop, similarity, template};
 use faceid_face::resize::resize_linear;
 

@@ -1,10 +1,9 @@
 //! Detection against insightface (SCRFD exports) and against an independent onnxruntime + numpy
 //! decoding of the real RetinaFace model on real photos.
 
-mod common;
 
 use burn::tensor::Device;
-use common::{f32s, fixture, json, photo, points};
+use crate::common::{f32s, fixture, json, photo, points};
 use faceid_face::{DetectOptions, Detector, DetectorKind, FaceImage, ImageLimits};
 use serde_json::Value;
 

@@ -22,11 +22,10 @@
 //!   loops to 5e-3 absolute (DPM-Solver++ with Karras sigmas, whose schedule ends at that
 //!   smallest sigma, reaches 3.4e-3; DDIM 4e-5).
 
-mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Fixtures, floats, is_zero_snr, max_abs_diff, to_tensor, to_vec};
+use crate::common::{Fixtures, floats, is_zero_snr, max_abs_diff, to_tensor, to_vec};
 use faceid_core::{Device, TorchGenerator};
 
 fn bits_equal(a: &[f32], b: &[f32]) -> bool {

@@ -1,12 +1,11 @@
 //! Bad input gets a clear error, never a panic: corrupt, truncated, empty, extreme and bomb
 //! images; unsafe or oversized archives; model files of the wrong kind.
 
-mod common;
 
 use std::io::{Cursor, Write};
 
 use burn::tensor::Device;
-use common::{fixture, photo};
+use crate::common::{fixture, photo};
 use faceid_face::{
     AttemptOutcome, DetectOptions, Detector, FaceError, FaceImage, ImageLimits, Recognizer,
     ZipLimits, read_zip,

@@ -3,15 +3,22 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn data() -> PathBuf {
+pub fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
 }
 
-fn faceid() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_faceid"))
+/// The binary, offline with empty caches: these tests bring every file themselves.
+pub fn faceid() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_faceid"));
+    let empty = std::env::temp_dir().join(format!("faceid-cli-{}-no-cache", std::process::id()));
+    cmd.env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", empty.join("hf"))
+        .env("FACEID_INSIGHTFACE_ROOT", empty.join("insightface"))
+        .env_remove("HF_HUB_CACHE");
+    cmd
 }
 
-fn temp(name: &str) -> PathBuf {
+pub fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("faceid-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -119,7 +126,7 @@ fn detect_finds_the_one_face_in_a_real_photo() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn worst(path: &std::path::Path, expected: &faceid_core::HostTensor, index: usize) -> f32 {
+pub fn worst(path: &std::path::Path, expected: &faceid_core::HostTensor, index: usize) -> f32 {
     let img = image::open(path).unwrap().to_rgb8();
     let per = expected.shape[1] * expected.shape[2] * 3;
     faceid_core::testing::max_pixel_error(

@@ -1,9 +1,8 @@
 //! ArcFace embeddings against insightface (`norm_crop` + onnxruntime), and averaging.
 
-mod common;
 
 use burn::tensor::Device;
-use common::{f32s, fixture, json, photo, points};
+use crate::common::{f32s, fixture, json, photo, points};
 use faceid_face::align::norm_crop;
 use faceid_face::{
     AverageMode, DetectOptions, Detector, FaceAnalyzer, FaceError, FaceImage, ImageLimits,

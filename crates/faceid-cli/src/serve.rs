@@ -1,0 +1,130 @@
+//! `faceid serve`: the fal `fal-ai/ip-adapter-face-id` API on this machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use faceid_core::DeviceKind;
+use faceid_hub::LocalFiles;
+use faceid_server::{FetchPolicy, Models, Server, ServerConfig};
+
+use crate::CliError;
+use crate::fetch::WeightsArgs;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FACEID_BIND", default_value = "127.0.0.1:8000")]
+    bind: SocketAddr,
+    /// The URL clients reach this server at, used in the URLs it returns
+    /// (default: http(s)://BIND).
+    #[arg(long, env = "FACEID_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// PEM certificate: serve HTTPS (the fal Python client speaks only HTTPS). Needs --tls-key.
+    #[arg(long, env = "FACEID_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "FACEID_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// An accepted API key (`Authorization: Key <key>`); repeatable, or comma-separated in
+    /// FACEID_API_KEYS. Without keys the server is open.
+    #[arg(long = "api-key", env = "FACEID_API_KEYS", value_delimiter = ',')]
+    api_keys: Vec<String>,
+    /// Most requests waiting in the queue; more get 429.
+    #[arg(long, env = "FACEID_QUEUE_CAPACITY", default_value_t = 64)]
+    queue_capacity: usize,
+    /// Generations running at once on the device.
+    #[arg(long, env = "FACEID_CONCURRENCY", default_value_t = 1)]
+    concurrency: usize,
+    /// Where result images are written (served under /files/).
+    #[arg(long, env = "FACEID_FILES_DIR")]
+    files_dir: Option<PathBuf>,
+    /// How long result images are kept, in seconds.
+    #[arg(long, env = "FACEID_RETENTION_SECS", default_value_t = 3600)]
+    retention_secs: u64,
+    /// Refuse http(s) URLs as inputs (data: URIs only).
+    #[arg(long, env = "FACEID_NO_URL_FETCH")]
+    no_url_fetch: bool,
+    /// A host that input URLs may reach even though it is loopback or private (repeatable).
+    #[arg(long = "allow-fetch-host", env = "FACEID_ALLOW_FETCH_HOSTS", value_delimiter = ',')]
+    allow_fetch_hosts: Vec<String>,
+    /// Largest request body in MiB.
+    #[arg(long, env = "FACEID_MAX_BODY_MIB", default_value_t = 64)]
+    max_body_mib: usize,
+    /// Where the weights come from (the model type loaded at start).
+    #[command(flatten)]
+    weights: WeightsArgs,
+    /// A local diffusers folder replacing every request's base model.
+    #[arg(long, env = "FACEID_BASE_MODEL")]
+    base_model: Option<PathBuf>,
+    /// A local VAE folder.
+    #[arg(long)]
+    vae: Option<PathBuf>,
+    /// A local IP-Adapter FaceID checkpoint.
+    #[arg(long, env = "FACEID_IP_ADAPTER")]
+    ip_adapter: Option<PathBuf>,
+    /// A local ArcFace ONNX model.
+    #[arg(long, env = "FACEID_RECOGNIZER")]
+    recognizer: Option<PathBuf>,
+    /// A local face detector ONNX model.
+    #[arg(long)]
+    detector: Option<PathBuf>,
+    /// Load the models on the first request instead of at start.
+    #[arg(long)]
+    lazy: bool,
+    /// flex (CPU), wgpu or cuda.
+    #[arg(long, env = "FACEID_DEVICE", default_value = "flex")]
+    device: DeviceKind,
+}
+
+pub fn run(args: ServeArgs) -> Result<(), CliError> {
+    let device = args.device.device()?;
+    let local = LocalFiles {
+        base: args.base_model.clone(),
+        vae: args.vae.clone(),
+        ip_adapter: args.ip_adapter.clone(),
+        image_encoder: None,
+        detector: args.detector.clone(),
+        recognizer: args.recognizer.clone(),
+    };
+    let models = Models::new(args.weights.weights()?, local, device);
+    if !args.lazy {
+        let base = args.weights.base_repo.clone().unwrap_or_else(|| {
+            faceid_pipeline::fal::DEFAULT_BASE_1_5_REPO.to_string()
+        });
+        eprintln!("loading {} ({base})", args.weights.model_type);
+        models.get(&args.weights.model_type, &base)?;
+    }
+    let config = ServerConfig {
+        bind: args.bind,
+        public_url: args.public_url,
+        tls: args.tls_cert.zip(args.tls_key),
+        api_keys: args.api_keys.into_iter().filter(|k| !k.is_empty()).collect(),
+        queue_capacity: args.queue_capacity,
+        concurrency: args.concurrency,
+        files_dir: args
+            .files_dir
+            .unwrap_or_else(|| std::env::temp_dir().join("faceid-files")),
+        retention: Duration::from_secs(args.retention_secs),
+        fetch: FetchPolicy {
+            enabled: !args.no_url_fetch,
+            allow_hosts: args.allow_fetch_hosts,
+            ..FetchPolicy::default()
+        },
+        max_body_bytes: args.max_body_mib << 20,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let server = Server::start(config, models).await?;
+        eprintln!(
+            "serving {} at {} (Ctrl-C stops after the running requests)",
+            faceid_server::APP,
+            server.public_url()
+        );
+        tokio::signal::ctrl_c().await?;
+        eprintln!("shutting down: finishing the queued and running requests");
+        server.shutdown().await;
+        Ok::<(), CliError>(())
+    })
+}

@@ -1,0 +1,4 @@
+//! The `faceid` binary end to end, in one test binary.
+
+mod generate;
+mod hub;

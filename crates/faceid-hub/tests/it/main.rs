@@ -1,0 +1,6 @@
+//! Integration tests of faceid-hub, in one binary.
+
+mod common;
+mod downloads;
+mod manifest;
+mod settings;

@@ -1,0 +1,350 @@
+//! Requests and their lifecycle: a bounded queue, per-request status and logs, cancellation,
+//! and a notification whenever anything changes (for waiting clients and status streams).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::SystemTime;
+
+use faceid_pipeline::fal::FalRequest;
+use serde_json::{Value, json};
+
+/// One log line of a request, as fal reports them.
+#[derive(Debug, Clone)]
+pub struct LogItem {
+    /// What happened.
+    pub message: String,
+    /// `INFO`, `WARNING` or `ERROR`.
+    pub level: &'static str,
+    /// When, as seconds since the Unix epoch.
+    pub at: SystemTime,
+}
+
+impl LogItem {
+    fn to_json(&self) -> Value {
+        json!({
+            "message": self.message,
+            "level": self.level,
+            "source": "USER",
+            "timestamp": crate::time::iso8601(self.at),
+        })
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The HTTP status of the result (200, or the error's).
+    pub status_code: u16,
+    /// The result body (the output, or `{"detail": ...}`).
+    pub body: Value,
+    /// Seconds spent generating.
+    pub inference_time: f64,
+    /// The error message and type, for failed requests.
+    pub error: Option<(String, String)>,
+}
+
+/// Where a request is.
+#[derive(Debug, Clone)]
+pub enum Stage {
+    /// Waiting for a worker.
+    Queued,
+    /// Being generated.
+    Running,
+    /// Finished, failed or cancelled.
+    Completed(Outcome),
+}
+
+/// One request.
+#[derive(Debug)]
+pub struct Job {
+    /// Its id (`request_id`).
+    pub id: String,
+    /// The API key that submitted it, when keys are required.
+    pub owner: Option<String>,
+    /// The validated input.
+    pub input: FalRequest,
+    /// `sync_mode`: images come back as data URIs.
+    pub inline_images: bool,
+    /// Where to POST the result, if anywhere.
+    pub webhook: Option<String>,
+    /// Where it is.
+    pub stage: Stage,
+    /// Its log lines.
+    pub logs: Vec<LogItem>,
+    /// Set to stop it at the next step.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// What a worker takes off the queue.
+pub struct Work {
+    /// The request id.
+    pub id: String,
+    /// The input.
+    pub input: FalRequest,
+    /// `sync_mode`.
+    pub inline_images: bool,
+    /// Set when the request is cancelled.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Why a request was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// The queue holds `capacity` requests already.
+    QueueFull {
+        /// The queue's size.
+        capacity: usize,
+    },
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+/// What a cancel did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Stopped (queued) or asked to stop at the next step (running).
+    Requested,
+    /// Already finished.
+    AlreadyCompleted,
+    /// No such request (for this key).
+    NotFound,
+}
+
+struct Inner {
+    jobs: HashMap<String, Job>,
+    queue: VecDeque<String>,
+    running: usize,
+    closed: bool,
+}
+
+/// Every request the server knows.
+pub struct Jobs {
+    inner: Mutex<Inner>,
+    work_ready: Condvar,
+    capacity: usize,
+    changed: tokio::sync::Notify,
+}
+
+/// The outcome of a cancelled request.
+pub fn cancelled_outcome() -> Outcome {
+    Outcome {
+        status_code: 400,
+        body: json!({"detail": "the request was cancelled"}),
+        inference_time: 0.0,
+        error: Some((
+            "the request was cancelled".into(),
+            "RequestCancelled".into(),
+        )),
+    }
+}
+
+impl Jobs {
+    /// A store whose queue holds at most `capacity` waiting requests.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                jobs: HashMap::new(),
+                queue: VecDeque::new(),
+                running: 0,
+                closed: false,
+            }),
+            work_ready: Condvar::new(),
+            capacity,
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes everyone waiting for a change.
+    fn touch(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// The notification of any change; create it before reading the state you wait on.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    /// Accepts a request into the queue; returns its position (0 = next).
+    pub fn submit(&self, job: Job) -> Result<usize, Rejected> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(Rejected::ShuttingDown);
+        }
+        if inner.queue.len() >= self.capacity {
+            return Err(Rejected::QueueFull {
+                capacity: self.capacity,
+            });
+        }
+        let id = job.id.clone();
+        inner.jobs.insert(id.clone(), job);
+        inner.queue.push_back(id);
+        let position = inner.queue.len() - 1;
+        drop(inner);
+        self.work_ready.notify_one();
+        self.touch();
+        Ok(position)
+    }
+
+    /// Blocks until there is work (marking it running) or the store is closed and drained.
+    pub fn next_work(&self) -> Option<Work> {
+        let mut inner = self.lock();
+        loop {
+            if let Some(id) = inner.queue.pop_front() {
+                inner.running += 1;
+                let job = inner.jobs.get_mut(&id).expect("queued jobs exist");
+                job.stage = Stage::Running;
+                let work = Work {
+                    id: id.clone(),
+                    input: job.input.clone(),
+                    inline_images: job.inline_images,
+                    cancel: job.cancel.clone(),
+                };
+                drop(inner);
+                self.touch();
+                return Some(work);
+            }
+            if inner.closed {
+                return None;
+            }
+            inner = self
+                .work_ready
+                .wait(inner)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Adds a log line to a request.
+    pub fn log(&self, id: &str, level: &'static str, message: String) {
+        if let Some(job) = self.lock().jobs.get_mut(id) {
+            job.logs.push(LogItem {
+                message,
+                level,
+                at: SystemTime::now(),
+            });
+        }
+        self.touch();
+    }
+
+    /// Records how a running request ended; returns its webhook, if it has one.
+    pub fn complete(&self, id: &str, outcome: Outcome) -> Option<String> {
+        let mut inner = self.lock();
+        inner.running = inner.running.saturating_sub(1);
+        let webhook = inner.jobs.get_mut(id).and_then(|job| {
+            job.stage = Stage::Completed(outcome);
+            job.webhook.clone()
+        });
+        drop(inner);
+        self.touch();
+        webhook
+    }
+
+    /// Cancels a request visible to `key`.
+    pub fn cancel(&self, id: &str, key: Option<&str>) -> Cancelled {
+        let mut inner = self.lock();
+        let Some(job) = inner.jobs.get_mut(id).filter(|j| visible(j, key)) else {
+            return Cancelled::NotFound;
+        };
+        let result = match job.stage {
+            Stage::Completed(_) => Cancelled::AlreadyCompleted,
+            Stage::Running => {
+                job.cancel.store(true, Ordering::SeqCst);
+                Cancelled::Requested
+            }
+            Stage::Queued => {
+                job.cancel.store(true, Ordering::SeqCst);
+                job.stage = Stage::Completed(cancelled_outcome());
+                job.logs.push(LogItem {
+                    message: "cancelled before it started".into(),
+                    level: "INFO",
+                    at: SystemTime::now(),
+                });
+                inner.queue.retain(|q| q != id);
+                Cancelled::Requested
+            }
+        };
+        drop(inner);
+        self.touch();
+        result
+    }
+
+    /// The status JSON of a request visible to `key` and whether it is completed.
+    pub fn status(&self, id: &str, key: Option<&str>, logs: bool) -> Option<(Value, bool)> {
+        let inner = self.lock();
+        let job = inner.jobs.get(id).filter(|j| visible(j, key))?;
+        let log_json = || {
+            if logs {
+                Value::Array(job.logs.iter().map(LogItem::to_json).collect())
+            } else {
+                Value::Null
+            }
+        };
+        Some(match &job.stage {
+            Stage::Queued => {
+                let position = inner.queue.iter().position(|q| q == id).unwrap_or(0);
+                (
+                    json!({"status": "IN_QUEUE", "queue_position": position, "logs": log_json()}),
+                    false,
+                )
+            }
+            Stage::Running => (json!({"status": "IN_PROGRESS", "logs": log_json()}), false),
+            Stage::Completed(outcome) => {
+                let mut status = json!({
+                    "status": "COMPLETED",
+                    "logs": log_json(),
+                    "metrics": {"inference_time": outcome.inference_time},
+                });
+                if let Some((message, kind)) = &outcome.error {
+                    status["error"] = json!(message);
+                    status["error_type"] = json!(kind);
+                }
+                (status, true)
+            }
+        })
+    }
+
+    /// The outcome of a completed request visible to `key`: `Some(None)` while it is not done.
+    pub fn outcome(&self, id: &str, key: Option<&str>) -> Option<Option<Outcome>> {
+        let inner = self.lock();
+        let job = inner.jobs.get(id).filter(|j| visible(j, key))?;
+        Some(match &job.stage {
+            Stage::Completed(outcome) => Some(outcome.clone()),
+            _ => None,
+        })
+    }
+
+    /// (waiting, running) counts.
+    pub fn depth(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.queue.len(), inner.running)
+    }
+
+    /// Cancels every queued and running request.
+    pub fn cancel_all(&self) {
+        let ids: Vec<String> = self.lock().jobs.keys().cloned().collect();
+        for id in ids {
+            let owner = self.lock().jobs.get(&id).and_then(|j| j.owner.clone());
+            self.cancel(&id, owner.as_deref());
+        }
+    }
+
+    /// Stops accepting requests and lets workers exit once the queue is empty.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.work_ready.notify_all();
+        self.touch();
+    }
+}
+
+/// With keys, a request is visible only to the key that submitted it.
+fn visible(job: &Job, key: Option<&str>) -> bool {
+    match (&job.owner, key) {
+        (None, _) => true,
+        (Some(owner), Some(key)) => owner == key,
+        (Some(_), None) => false,
+    }
+}

@@ -1,0 +1,385 @@
+//! The HTTP API of `fal-ai/ip-adapter-face-id`: synchronous run, queue (submit, status, status
+//! stream, result, cancel), files, health and metrics.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use faceid_pipeline::fal::{FalRequest, FieldError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::jobs::{Cancelled, Job, Jobs, Rejected, Stage};
+use crate::metrics::Metrics;
+use crate::output::Files;
+
+/// The app id of the endpoint.
+pub const APP: &str = "fal-ai/ip-adapter-face-id";
+
+/// What the handlers share.
+pub struct AppState {
+    /// The requests.
+    pub jobs: Arc<Jobs>,
+    /// Results on disk.
+    pub files: Arc<Files>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Accepted API keys; empty means no authentication.
+    pub api_keys: Vec<String>,
+    /// The public base URL.
+    pub public_url: String,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// A JSON response with `x-fal-request-id`.
+fn reply(status: StatusCode, body: Value, request_id: &str) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-fal-request-id", value);
+    }
+    response
+}
+
+fn detail(status: StatusCode, message: &str, request_id: &str) -> Response {
+    reply(status, json!({ "detail": message }), request_id)
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The caller's key: `Ok(None)` without keys configured, `Err` (401) when a key is needed and
+/// missing or wrong.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, Response> {
+    if state.api_keys.is_empty() {
+        return Ok(None);
+    }
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Key ").or_else(|| v.strip_prefix("Bearer ")))
+        .map(str::trim);
+    match given {
+        Some(key) if state.api_keys.iter().any(|k| k == key) => Ok(Some(key.to_string())),
+        Some(_) => Err(detail(
+            StatusCode::UNAUTHORIZED,
+            "the API key is not valid for this server",
+            &new_id(),
+        )),
+        None => Err(detail(
+            StatusCode::UNAUTHORIZED,
+            "an API key is required: send `Authorization: Key <key>`",
+            &new_id(),
+        )),
+    }
+}
+
+/// Parses and validates the input; a 422 in fal's shape otherwise.
+fn parse_input(body: &Bytes) -> Result<(FalRequest, bool), Response> {
+    let id = new_id();
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"detail": [{"loc": ["body"], "msg": format!("the body is not valid JSON: {e}"), "type": "json_invalid"}]}),
+            &id,
+        )
+    })?;
+    let input = FalRequest::from_json(&value).map_err(|errors| unprocessable(&errors, &id))?;
+    if input.face_image_url.is_none() && input.face_images_data_url.is_none() {
+        let missing = FieldError {
+            loc: vec!["body".into(), "face_image_url".into()],
+            msg: "a face is required: give face_image_url or face_images_data_url".into(),
+            kind: "missing".into(),
+        };
+        return Err(unprocessable(&[missing], &id));
+    }
+    let inline = value.get("sync_mode").and_then(Value::as_bool).unwrap_or(false);
+    Ok((input, inline))
+}
+
+fn unprocessable(errors: &[FieldError], id: &str) -> Response {
+    reply(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({ "detail": errors }),
+        id,
+    )
+}
+
+fn enqueue(
+    state: &AppState,
+    owner: Option<String>,
+    input: FalRequest,
+    inline_images: bool,
+    webhook: Option<String>,
+) -> Result<(String, usize), Response> {
+    let id = new_id();
+    let job = Job {
+        id: id.clone(),
+        owner,
+        input,
+        inline_images,
+        webhook,
+        stage: Stage::Queued,
+        logs: Vec::new(),
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    match state.jobs.submit(job) {
+        Ok(position) => {
+            state.metrics.accepted();
+            Ok((id, position))
+        }
+        Err(Rejected::QueueFull { capacity }) => {
+            state.metrics.rejected();
+            Err(detail(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("the queue is full ({capacity} requests waiting); retry later"),
+                &id,
+            ))
+        }
+        Err(Rejected::ShuttingDown) => Err(detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+            &id,
+        )),
+    }
+}
+
+/// `POST /fal-ai/ip-adapter-face-id`: run and wait for the output.
+pub async fn run_sync(State(state): Shared, headers: HeaderMap, body: Bytes) -> Response {
+    let owner = match authorize(&state, &headers) {
+        Ok(owner) => owner,
+        Err(response) => return response,
+    };
+    let (input, inline) = match parse_input(&body) {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
+    };
+    let (id, _) = match enqueue(&state, owner.clone(), input, inline, None) {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
+    };
+    loop {
+        let changed = state.jobs.changed();
+        if let Some(Some(outcome)) = state.jobs.outcome(&id, owner.as_deref()) {
+            let status = StatusCode::from_u16(outcome.status_code)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return reply(status, outcome.body, &id);
+        }
+        changed.await;
+    }
+}
+
+/// The query of a submit.
+#[derive(Deserialize)]
+pub struct SubmitQuery {
+    fal_webhook: Option<String>,
+}
+
+fn urls(state: &AppState, id: &str) -> (String, String, String) {
+    let base = format!("{}/queue/{APP}/requests/{id}", state.public_url);
+    (base.clone(), format!("{base}/status"), format!("{base}/cancel"))
+}
+
+/// `POST /queue/fal-ai/ip-adapter-face-id`: accept into the queue.
+pub async fn submit(
+    State(state): Shared,
+    Query(query): Query<SubmitQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let owner = match authorize(&state, &headers) {
+        Ok(owner) => owner,
+        Err(response) => return response,
+    };
+    let (input, inline) = match parse_input(&body) {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
+    };
+    let (id, position) = match enqueue(&state, owner, input, inline, query.fal_webhook) {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
+    };
+    let (response_url, status_url, cancel_url) = urls(&state, &id);
+    reply(
+        StatusCode::OK,
+        json!({
+            "status": "IN_QUEUE",
+            "request_id": id,
+            "response_url": response_url,
+            "status_url": status_url,
+            "cancel_url": cancel_url,
+            "queue_position": position,
+        }),
+        &id,
+    )
+}
+
+/// The query of a status request.
+#[derive(Deserialize)]
+pub struct StatusQuery {
+    logs: Option<String>,
+}
+
+fn with_urls(state: &AppState, id: &str, mut status: Value) -> Value {
+    let (response_url, status_url, cancel_url) = urls(state, id);
+    status["request_id"] = json!(id);
+    status["response_url"] = json!(response_url);
+    status["status_url"] = json!(status_url);
+    status["cancel_url"] = json!(cancel_url);
+    status
+}
+
+/// `GET /queue/fal-ai/ip-adapter-face-id/requests/{id}/status`.
+pub async fn status(
+    State(state): Shared,
+    Path(id): Path<String>,
+    Query(query): Query<StatusQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let owner = match authorize(&state, &headers) {
+        Ok(owner) => owner,
+        Err(response) => return response,
+    };
+    let logs = matches!(query.logs.as_deref(), Some("1" | "true"));
+    match state.jobs.status(&id, owner.as_deref(), logs) {
+        Some((status, done)) => {
+            let code = if done { StatusCode::OK } else { StatusCode::ACCEPTED };
+            reply(code, with_urls(&state, &id, status), &id)
+        }
+        None => detail(StatusCode::NOT_FOUND, "no such request", &id),
+    }
+}
+
+/// `GET .../requests/{id}/status/stream`: one server-sent event per change, closed after
+/// COMPLETED.
+pub async fn status_stream(
+    State(state): Shared,
+    Path(id): Path<String>,
+    Query(query): Query<StatusQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let owner = match authorize(&state, &headers) {
+        Ok(owner) => owner,
+        Err(response) => return response,
+    };
+    let logs = !matches!(query.logs.as_deref(), Some("0" | "false"));
+    if state.jobs.status(&id, owner.as_deref(), logs).is_none() {
+        return detail(StatusCode::NOT_FOUND, "no such request", &id);
+    }
+    let stream = futures_util::stream::unfold(
+        (state.clone(), id.clone(), owner, None::<String>, false),
+        move |(state, id, owner, last, finished)| async move {
+            if finished {
+                return None;
+            }
+            loop {
+                let fresh = {
+                    let changed = state.jobs.changed();
+                    let (status, done) = state.jobs.status(&id, owner.as_deref(), logs)?;
+                    let text = with_urls(&state, &id, status).to_string();
+                    if last.as_deref() == Some(text.as_str()) {
+                        changed.await;
+                        None
+                    } else {
+                        Some((text, done))
+                    }
+                };
+                if let Some((text, done)) = fresh {
+                    let event: Result<Event, Infallible> = Ok(Event::default().data(text.clone()));
+                    return Some((event, (state, id, owner, Some(text), done)));
+                }
+            }
+        },
+    );
+    let mut response = Sse::new(stream).into_response();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-fal-request-id", value);
+    }
+    response
+}
+
+/// `GET .../requests/{id}`: the output (or the error) once completed.
+pub async fn result(State(state): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let owner = match authorize(&state, &headers) {
+        Ok(owner) => owner,
+        Err(response) => return response,
+    };
+    match state.jobs.outcome(&id, owner.as_deref()) {
+        Some(Some(outcome)) => {
+            let status = StatusCode::from_u16(outcome.status_code)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            reply(status, outcome.body, &id)
+        }
+        Some(None) => detail(StatusCode::BAD_REQUEST, "the request is still in progress", &id),
+        None => detail(StatusCode::NOT_FOUND, "no such request", &id),
+    }
+}
+
+/// `PUT .../requests/{id}/cancel`.
+pub async fn cancel(State(state): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let owner = match authorize(&state, &headers) {
+        Ok(owner) => owner,
+        Err(response) => return response,
+    };
+    let (code, status) = match state.jobs.cancel(&id, owner.as_deref()) {
+        Cancelled::Requested => (StatusCode::ACCEPTED, "CANCELLATION_REQUESTED"),
+        Cancelled::AlreadyCompleted => (StatusCode::BAD_REQUEST, "ALREADY_COMPLETED"),
+        Cancelled::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+    };
+    reply(code, json!({ "status": status }), &id)
+}
+
+/// `GET /files/{name}`: a stored result image.
+pub async fn file(State(state): Shared, Path(name): Path<String>) -> Response {
+    let id = new_id();
+    let Some(path) = state.files.path(&name) else {
+        return detail(StatusCode::NOT_FOUND, "no such file", &id);
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => {
+            let mut response = ([("content-type", "image/png")], bytes).into_response();
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert("x-fal-request-id", value);
+            }
+            response
+        }
+        Err(_) => detail(
+            StatusCode::NOT_FOUND,
+            "no such file (results are kept for a limited time)",
+            &id,
+        ),
+    }
+}
+
+/// `GET /health`.
+pub async fn health(State(state): Shared) -> Response {
+    let (queued, running) = state.jobs.depth();
+    reply(
+        StatusCode::OK,
+        json!({"status": "ok", "queued": queued, "running": running}),
+        &new_id(),
+    )
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(state): Shared) -> Response {
+    let (queued, running) = state.jobs.depth();
+    let text = state.metrics.render(queued, running);
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}
+
+/// Any other path.
+pub async fn not_found() -> Response {
+    detail(StatusCode::NOT_FOUND, "no such route", &new_id())
+}

@@ -1,0 +1,5 @@
+//! The server over HTTP on loopback, with the tiny models.
+
+mod api;
+mod common;
+mod queue;

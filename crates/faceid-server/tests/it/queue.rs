@@ -1,0 +1,151 @@
+//! The queue: submit, status with logs, the status stream, result, cancel, a full queue.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{agent, input, send, start};
+
+const QUEUE: &str = "/queue/fal-ai/ip-adapter-face-id";
+
+fn wait_done(status_url: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (code, _, status) = send("GET", &format!("{status_url}?logs=1"), None, None);
+        match status["status"].as_str() {
+            Some("COMPLETED") => {
+                assert_eq!(code, 200);
+                return status;
+            }
+            Some("IN_QUEUE") => {
+                assert_eq!(code, 202);
+                assert!(status["queue_position"].is_u64(), "{status}");
+            }
+            Some("IN_PROGRESS") => {
+                assert_eq!(code, 202);
+                assert!(status.get("logs").is_some(), "{status}");
+            }
+            _ => panic!("unexpected status {status}"),
+        }
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the request is running.
+fn wait_running(status_url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while send("GET", status_url, None, None).2["status"] != "IN_PROGRESS" {
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn submit_status_and_result_follow_the_fal_protocol() {
+    let server = start(|_| {});
+    let (code, id, accepted) = send("POST", &format!("{}{QUEUE}", server.url), Some(&input(3)), None);
+    assert_eq!(code, 200, "{accepted}");
+    assert_eq!(accepted["status"], "IN_QUEUE");
+    assert_eq!(accepted["request_id"], id.as_str());
+    let base = format!("{}{QUEUE}/requests/{id}", server.url);
+    assert_eq!(accepted["response_url"], base.as_str());
+    assert_eq!(accepted["status_url"], format!("{base}/status").as_str());
+    assert_eq!(accepted["cancel_url"], format!("{base}/cancel").as_str());
+    assert!(accepted["queue_position"].is_u64());
+
+    let status = wait_done(accepted["status_url"].as_str().unwrap());
+    assert!(status.get("error").is_none(), "{status}");
+    assert!(status["metrics"]["inference_time"].as_f64().unwrap() > 0.0);
+    let logs = status["logs"].as_array().unwrap();
+    let messages: Vec<&str> = logs.iter().map(|l| l["message"].as_str().unwrap()).collect();
+    for step in ["step 1/3", "step 2/3", "step 3/3"] {
+        assert!(messages.contains(&step), "{messages:?}");
+    }
+    for log in logs {
+        assert_eq!(log["source"], "USER");
+        assert!(log["timestamp"].as_str().unwrap().ends_with('Z'), "{log}");
+    }
+    let (code, rid, result) = send("GET", &base, None, None);
+    assert_eq!(code, 200, "{result}");
+    assert_eq!(rid, id);
+    assert_eq!(result["seed"], 7);
+    let (code, _, out) = send("PUT", &format!("{base}/cancel"), None, None);
+    assert_eq!((code, out["status"].as_str()), (400, Some("ALREADY_COMPLETED")));
+    let missing = format!("{}{QUEUE}/requests/00000000-0000-0000-0000-000000000000", server.url);
+    assert_eq!(send("GET", &format!("{missing}/status"), None, None).0, 404);
+    let (code, _, out) = send("PUT", &format!("{missing}/cancel"), None, None);
+    assert_eq!((code, out["status"].as_str()), (404, Some("NOT_FOUND")));
+}
+
+#[test]
+fn the_status_stream_sends_each_change_and_ends_after_completion() {
+    let server = start(|_| {});
+    let (_, id, _) = send("POST", &format!("{}{QUEUE}", server.url), Some(&input(3)), None);
+    let url = format!("{}{QUEUE}/requests/{id}/status/stream", server.url);
+    let response = agent().get(&url).call().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let reader = BufReader::new(response.into_body().into_reader());
+    let events: Vec<Value> = reader
+        .lines()
+        .map(Result::unwrap)
+        .filter_map(|l| l.strip_prefix("data:").map(|d| serde_json::from_str(d.trim()).unwrap()))
+        .collect();
+    let last = events.last().expect("events");
+    assert_eq!(last["status"], "COMPLETED", "{events:?}");
+    assert!(events.len() >= 3, "each step is a change: {events:?}");
+    assert!(events.iter().all(|e| e["request_id"] == id.as_str()));
+}
+
+#[test]
+fn cancel_stops_a_queued_request_before_it_runs_and_a_running_one_at_the_next_step() {
+    let server = start(|_| {});
+    let submit = format!("{}{QUEUE}", server.url);
+    let (_, running, _) = send("POST", &submit, Some(&input(200)), None);
+    let running_base = format!("{}{QUEUE}/requests/{running}", server.url);
+    wait_running(&format!("{running_base}/status"));
+    let (_, queued, accepted) = send("POST", &submit, Some(&input(2)), None);
+    assert_eq!(accepted["queue_position"], 0, "first in line behind the running one");
+    let queued_base = format!("{}{QUEUE}/requests/{queued}", server.url);
+
+    let (code, _, out) = send("PUT", &format!("{queued_base}/cancel"), None, None);
+    assert_eq!((code, out["status"].as_str()), (202, Some("CANCELLATION_REQUESTED")));
+    let status = wait_done(&format!("{queued_base}/status"));
+    assert_eq!(status["error_type"], "RequestCancelled", "{status}");
+    let (code, _, _) = send("GET", &queued_base, None, None);
+    assert_eq!(code, 400);
+
+    let (code, _, out) = send("PUT", &format!("{running_base}/cancel"), None, None);
+    assert_eq!((code, out["status"].as_str()), (202, Some("CANCELLATION_REQUESTED")));
+    let status = wait_done(&format!("{running_base}/status"));
+    assert_eq!(status["error_type"], "RequestCancelled", "{status}");
+    let steps = status["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["message"].as_str().unwrap().starts_with("step "))
+        .count();
+    assert!(steps < 200, "stopped early, after {steps} steps");
+    // The queued request never ran: no step was logged for it.
+    let status = send("GET", &format!("{queued_base}/status?logs=1"), None, None).2;
+    assert!(status["logs"].as_array().unwrap().iter().all(|l| !l["message"].as_str().unwrap().starts_with("step")));
+}
+
+#[test]
+fn a_full_queue_answers_429_with_a_clear_message() {
+    let server = start(|c| c.queue_capacity = 1);
+    let submit = format!("{}{QUEUE}", server.url);
+    let (_, running, _) = send("POST", &submit, Some(&input(200)), None);
+    let running_base = format!("{}{QUEUE}/requests/{running}", server.url);
+    wait_running(&format!("{running_base}/status"));
+    let (code, waiting, _) = send("POST", &submit, Some(&input(1)), None);
+    assert_eq!(code, 200);
+    let (code, _, out) = send("POST", &submit, Some(&input(1)), None);
+    assert_eq!(code, 429, "{out}");
+    assert!(out["detail"].as_str().unwrap().contains("queue is full"), "{out}");
+    // Cancelling frees the room; nothing accepted is lost.
+    send("PUT", &format!("{running_base}/cancel"), None, None);
+    let done = wait_done(&format!("{}{QUEUE}/requests/{waiting}/status", server.url));
+    assert!(done.get("error").is_none(), "{done}");
+}
