@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use faceid_core::DeviceKind;
 use faceid_hub::LocalFiles;
-use faceid_server::{FetchPolicy, Models, Server, ServerConfig};
+use faceid_server::{FetchPolicy, Models, Server, ServerConfig, WebhookPolicy};
 
 use crate::CliError;
 use crate::fetch::WeightsArgs;
@@ -49,6 +49,13 @@ pub struct ServeArgs {
     /// A host that input URLs may reach even though it is loopback or private (repeatable).
     #[arg(long = "allow-fetch-host", env = "FACEID_ALLOW_FETCH_HOSTS", value_delimiter = ',')]
     allow_fetch_hosts: Vec<String>,
+    /// Where accepted requests and their results are kept, so that they survive a restart.
+    /// Without it they live in memory only.
+    #[arg(long, env = "FACEID_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Webhook delivery attempts (1 s, 2 s, 4 s, ... apart).
+    #[arg(long, env = "FACEID_WEBHOOK_ATTEMPTS", default_value_t = 6)]
+    webhook_attempts: u32,
     /// Largest request body in MiB.
     #[arg(long, env = "FACEID_MAX_BODY_MIB", default_value_t = 64)]
     max_body_mib: usize,
@@ -113,17 +120,22 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             ..FetchPolicy::default()
         },
         max_body_bytes: args.max_body_mib << 20,
+        data_dir: args.data_dir,
+        webhooks: WebhookPolicy {
+            attempts: args.webhook_attempts,
+            ..WebhookPolicy::default()
+        },
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let server = Server::start(config, models).await?;
         eprintln!(
-            "serving {} at {} (Ctrl-C stops after the running requests)",
+            "serving {} at {} (Ctrl-C stops: unfinished requests are kept with --data-dir, else finished first)",
             faceid_server::APP,
             server.public_url()
         );
         tokio::signal::ctrl_c().await?;
-        eprintln!("shutting down: finishing the queued and running requests");
+        eprintln!("shutting down");
         server.shutdown().await;
         Ok::<(), CliError>(())
     })

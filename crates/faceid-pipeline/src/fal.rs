@@ -7,12 +7,10 @@ use serde_json::{Map, Value};
 
 use crate::stable_diffusion::GenerateRequest;
 
-/// fal's default negative prompt.
-pub const DEFAULT_NEGATIVE_PROMPT: &str = "blurry, low resolution, bad, ugly, low quality, pixelated, interpolated, compression artifacts, noisey, grainy";
-/// fal's default SD 1.5 base model.
-pub const DEFAULT_BASE_1_5_REPO: &str = "SG161222/Realistic_Vision_V4.0_noVAE";
-/// fal's default SDXL base model.
-pub const DEFAULT_BASE_SDXL_REPO: &str = "SG161222/RealVisXL_V3.0";
+pub use crate::fal_schema::{
+    DEFAULT_BASE_1_5_REPO, DEFAULT_BASE_SDXL_REPO, DEFAULT_NEGATIVE_PROMPT, FIELDS, Field,
+    FieldKind, MODEL_TYPES, field, input_schema, output_schema,
+};
 
 /// The `model_type` values of the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -158,7 +156,32 @@ impl Reader<'_> {
         }
     }
 
-    fn integer(&mut self, field: &str, default: i64, range: (i64, i64)) -> i64 {
+    /// A string field, its default when absent.
+    fn string_or_default(&mut self, name: &str) -> String {
+        let default = match field(name).kind {
+            FieldKind::Str(default) => default.unwrap_or_default(),
+            other => unreachable!("{name} is a {other:?} field"),
+        };
+        self.string(name).unwrap_or_else(|| default.into())
+    }
+
+    /// An integer field within its range, its default when absent.
+    fn integer(&mut self, name: &str) -> i64 {
+        let FieldKind::Int { default, min, max } = field(name).kind else {
+            unreachable!("{name} is not an integer field")
+        };
+        self.integer_in(name, default, (min, max))
+    }
+
+    /// A number field within its range, its default when absent.
+    fn number(&mut self, name: &str) -> f64 {
+        let FieldKind::Float { default, min, max } = field(name).kind else {
+            unreachable!("{name} is not a number field")
+        };
+        self.float(name, default, (min, max))
+    }
+
+    fn integer_in(&mut self, field: &str, default: i64, range: (i64, i64)) -> i64 {
         let value = match self.body.get(field) {
             None | Some(Value::Null) => return default,
             Some(Value::Number(n)) => match n
@@ -237,9 +260,7 @@ impl FalRequest {
         }
         let face_image_url = r.string("face_image_url");
         let face_images_data_url = r.string("face_images_data_url");
-        let negative_prompt = r
-            .string("negative_prompt")
-            .unwrap_or_else(|| DEFAULT_NEGATIVE_PROMPT.into());
+        let negative_prompt = r.string_or_default("negative_prompt");
         let seed = match object.get("seed") {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_u64() {
@@ -254,27 +275,26 @@ impl FalRequest {
                 }
             },
         };
-        let guidance_scale = r.float("guidance_scale", 7.5, (0.0, 16.0)) as f32;
-        let num_inference_steps = r.integer("num_inference_steps", 50, (1, 200)) as usize;
-        let num_samples = r.integer("num_samples", 4, (1, 4)) as usize;
-        let width = r.integer("width", 512, (512, 1024)) as usize;
-        let height = r.integer("height", 512, (512, 1024)) as usize;
-        for (field, side) in [("width", width), ("height", height)] {
-            if side % 8 != 0 && (512..=1024).contains(&side) {
+        let guidance_scale = r.number("guidance_scale") as f32;
+        let num_inference_steps = r.integer("num_inference_steps") as usize;
+        let num_samples = r.integer("num_samples") as usize;
+        let width = r.integer("width") as usize;
+        let height = r.integer("height") as usize;
+        for (name, side) in [("width", width), ("height", height)] {
+            let FieldKind::Int { min, max, .. } = field(name).kind else {
+                unreachable!()
+            };
+            if side % 8 != 0 && (min..=max).contains(&(side as i64)) {
                 r.error(
-                    field,
+                    name,
                     "multiple_of",
                     "Input should be a multiple of 8".into(),
                 );
             }
         }
-        let face_id_det_size = r.integer("face_id_det_size", 640, (64, 640)) as u32;
-        let base_1_5_model_repo = r
-            .string("base_1_5_model_repo")
-            .unwrap_or_else(|| DEFAULT_BASE_1_5_REPO.into());
-        let base_sdxl_model_repo = r
-            .string("base_sdxl_model_repo")
-            .unwrap_or_else(|| DEFAULT_BASE_SDXL_REPO.into());
+        let face_id_det_size = r.integer("face_id_det_size") as u32;
+        let base_1_5_model_repo = r.string_or_default("base_1_5_model_repo");
+        let base_sdxl_model_repo = r.string_or_default("base_sdxl_model_repo");
         if !r.errors.is_empty() {
             return Err(r.errors);
         }

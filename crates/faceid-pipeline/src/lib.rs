@@ -15,6 +15,7 @@
 
 mod error;
 pub mod fal;
+mod fal_schema;
 mod identity;
 mod image_io;
 mod stable_diffusion;

@@ -19,6 +19,7 @@ use crate::input::{FetchPolicy, InputError, face_images};
 use crate::jobs::{Jobs, Outcome, Work, cancelled_outcome};
 use crate::metrics::Metrics;
 use crate::output::Files;
+use crate::webhook::{self, WebhookPolicy};
 
 /// A base model with its adapter installed, and the face models that go with it.
 pub struct Loaded {
@@ -124,18 +125,36 @@ impl Models {
     }
 }
 
+/// What the workers share.
+pub struct Context {
+    /// The loaded models.
+    pub models: Models,
+    /// The requests.
+    pub jobs: Arc<Jobs>,
+    /// Where results go.
+    pub files: Arc<Files>,
+    /// How input URLs are fetched (and which webhook hosts are allowed).
+    pub fetch: FetchPolicy,
+    /// How webhooks are retried.
+    pub webhooks: WebhookPolicy,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
 /// Runs queued requests until the queue is closed and drained.
-pub fn worker(
-    models: Arc<Models>,
-    jobs: Arc<Jobs>,
-    files: Arc<Files>,
-    policy: Arc<FetchPolicy>,
-    metrics: Arc<Metrics>,
-) {
+pub fn worker(ctx: Arc<Context>) {
+    let Context {
+        models,
+        jobs,
+        files,
+        fetch: policy,
+        metrics,
+        ..
+    } = &*ctx;
     while let Some(work) = jobs.next_work() {
         let id = work.id.clone();
         let started = Instant::now();
-        let outcome = match run(&models, &jobs, &files, &policy, &work) {
+        let outcome = match run(models, jobs, files, policy, &work) {
             Ok(body) => Outcome {
                 status_code: 200,
                 body,
@@ -162,10 +181,29 @@ pub fn worker(
             (!cancelled).then_some(status),
             started.elapsed().as_secs_f64(),
         );
+        let body = webhook::payload(&id, &outcome);
         let webhook = jobs.complete(&id, outcome);
         tracing::info!(request_id = %id, status, seconds = started.elapsed().as_secs_f64(), "request finished");
         if let Some(url) = webhook {
-            tracing::warn!(request_id = %id, url, "webhook delivery is not available in this build");
+            let ctx = ctx.clone();
+            std::thread::spawn(move || {
+                let (attempts, result) = webhook::deliver(&url, &body, &ctx.webhooks);
+                match result {
+                    Ok(()) => ctx.jobs.log(
+                        &id,
+                        "INFO",
+                        format!("webhook delivered (attempt {attempts})"),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(request_id = %id, url, attempts, "webhook not delivered: {e}");
+                        ctx.jobs.log(
+                            &id,
+                            "ERROR",
+                            format!("webhook not delivered after {attempts} attempts: {e}"),
+                        );
+                    }
+                }
+            });
         }
     }
 }

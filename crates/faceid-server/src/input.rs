@@ -204,7 +204,7 @@ fn resolve_location(base: &str, location: &str) -> Result<String, String> {
 }
 
 /// Refuses URLs whose host resolves to an internal address (unless allow-listed).
-fn check_host(url: &str, policy: &FetchPolicy) -> Result<(), String> {
+pub(crate) fn check_host(url: &str, policy: &FetchPolicy) -> Result<(), String> {
     let (scheme, rest) = url.split_once("://").ok_or("bad URL")?;
     if scheme != "http" && scheme != "https" {
         return Err(format!("{scheme}: URLs are not fetched"));

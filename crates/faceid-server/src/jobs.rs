@@ -9,6 +9,8 @@ use std::time::SystemTime;
 use faceid_pipeline::fal::FalRequest;
 use serde_json::{Value, json};
 
+use crate::store::{Record, Store};
+
 /// One log line of a request, as fal reports them.
 #[derive(Debug, Clone)]
 pub struct LogItem {
@@ -64,6 +66,10 @@ pub struct Job {
     pub owner: Option<String>,
     /// The validated input.
     pub input: FalRequest,
+    /// The input as received (what is persisted).
+    pub raw_input: Value,
+    /// Acceptance order (set by [`Jobs::submit`]).
+    pub seq: u64,
     /// `sync_mode`: images come back as data URIs.
     pub inline_images: bool,
     /// Where to POST the result, if anywhere.
@@ -98,6 +104,8 @@ pub enum Rejected {
     },
     /// The server is shutting down.
     ShuttingDown,
+    /// The request could not be written to disk.
+    Storage(String),
 }
 
 /// What a cancel did.
@@ -116,6 +124,8 @@ struct Inner {
     queue: VecDeque<String>,
     running: usize,
     closed: bool,
+    suspended: bool,
+    next_seq: u64,
 }
 
 /// Every request the server knows.
@@ -124,6 +134,7 @@ pub struct Jobs {
     work_ready: Condvar,
     capacity: usize,
     changed: tokio::sync::Notify,
+    store: Option<Store>,
 }
 
 /// The outcome of a cancelled request.
@@ -140,19 +151,92 @@ pub fn cancelled_outcome() -> Outcome {
 }
 
 impl Jobs {
-    /// A store whose queue holds at most `capacity` waiting requests.
-    pub fn new(capacity: usize) -> Self {
+    /// A store whose queue holds at most `capacity` waiting requests, persisted in `store`.
+    pub fn new(capacity: usize, store: Option<Store>) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 jobs: HashMap::new(),
                 queue: VecDeque::new(),
                 running: 0,
                 closed: false,
+                suspended: false,
+                next_seq: 0,
             }),
             work_ready: Condvar::new(),
             capacity,
             changed: tokio::sync::Notify::new(),
+            store,
         }
+    }
+
+    fn record(job: &Job) -> Record {
+        Record {
+            id: job.id.clone(),
+            seq: job.seq,
+            owner: job.owner.clone(),
+            input: job.raw_input.clone(),
+            inline_images: job.inline_images,
+            webhook: job.webhook.clone(),
+            outcome: match &job.stage {
+                Stage::Completed(outcome) => Some(outcome.clone()),
+                _ => None,
+            },
+            logs: job.logs.clone(),
+        }
+    }
+
+    /// Writes a job's record, if persistence is on.
+    fn persist(&self, job: &Job) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.save(&Self::record(job)) {
+                tracing::error!(request_id = %job.id, "cannot persist the request: {e}");
+            }
+        }
+    }
+
+    /// Brings back the persisted requests: completed ones with their results, the others
+    /// queued again in acceptance order. Returns (completed, requeued).
+    pub fn restore(&self) -> (usize, usize) {
+        let Some(store) = &self.store else {
+            return (0, 0);
+        };
+        let records = store.load();
+        let mut inner = self.lock();
+        let (mut completed, mut requeued) = (0, 0);
+        for record in records {
+            inner.next_seq = inner.next_seq.max(record.seq + 1);
+            let input = match FalRequest::from_json(&record.input) {
+                Ok(input) => input,
+                Err(errors) => {
+                    tracing::error!(request_id = %record.id, ?errors, "a stored request no longer validates");
+                    continue;
+                }
+            };
+            let done = record.outcome.is_some();
+            let job = Job {
+                id: record.id.clone(),
+                owner: record.owner,
+                input,
+                raw_input: record.input,
+                seq: record.seq,
+                inline_images: record.inline_images,
+                webhook: record.webhook,
+                stage: record.outcome.map_or(Stage::Queued, Stage::Completed),
+                logs: record.logs,
+                cancel: Arc::new(AtomicBool::new(false)),
+            };
+            if done {
+                completed += 1;
+            } else {
+                requeued += 1;
+                inner.queue.push_back(record.id.clone());
+            }
+            inner.jobs.insert(record.id, job);
+        }
+        drop(inner);
+        self.work_ready.notify_all();
+        self.touch();
+        (completed, requeued)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -170,7 +254,7 @@ impl Jobs {
     }
 
     /// Accepts a request into the queue; returns its position (0 = next).
-    pub fn submit(&self, job: Job) -> Result<usize, Rejected> {
+    pub fn submit(&self, mut job: Job) -> Result<usize, Rejected> {
         let mut inner = self.lock();
         if inner.closed {
             return Err(Rejected::ShuttingDown);
@@ -179,6 +263,13 @@ impl Jobs {
             return Err(Rejected::QueueFull {
                 capacity: self.capacity,
             });
+        }
+        job.seq = inner.next_seq;
+        inner.next_seq += 1;
+        if let Some(store) = &self.store {
+            store
+                .save(&Self::record(&job))
+                .map_err(|e| Rejected::Storage(e.to_string()))?;
         }
         let id = job.id.clone();
         inner.jobs.insert(id.clone(), job);
@@ -194,6 +285,9 @@ impl Jobs {
     pub fn next_work(&self) -> Option<Work> {
         let mut inner = self.lock();
         loop {
+            if inner.suspended {
+                return None;
+            }
             if let Some(id) = inner.queue.pop_front() {
                 inner.running += 1;
                 let job = inner.jobs.get_mut(&id).expect("queued jobs exist");
@@ -234,10 +328,17 @@ impl Jobs {
     pub fn complete(&self, id: &str, outcome: Outcome) -> Option<String> {
         let mut inner = self.lock();
         inner.running = inner.running.saturating_sub(1);
+        if inner.suspended {
+            // Interrupted by a shutdown that keeps it: on disk it is still waiting to run.
+            return None;
+        }
         let webhook = inner.jobs.get_mut(id).and_then(|job| {
             job.stage = Stage::Completed(outcome);
             job.webhook.clone()
         });
+        if let Some(job) = inner.jobs.get(id) {
+            self.persist(job);
+        }
         drop(inner);
         self.touch();
         webhook
@@ -263,6 +364,7 @@ impl Jobs {
                     level: "INFO",
                     at: SystemTime::now(),
                 });
+                self.persist(job);
                 inner.queue.retain(|q| q != id);
                 Cancelled::Requested
             }
@@ -330,6 +432,27 @@ impl Jobs {
             let owner = self.lock().jobs.get(&id).and_then(|j| j.owner.clone());
             self.cancel(&id, owner.as_deref());
         }
+    }
+
+    /// Whether requests survive a restart.
+    pub fn persistent(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Stops accepting requests and interrupts the running ones without recording them, so that
+    /// every unfinished request stays queued on disk for the next start.
+    pub fn suspend(&self) {
+        let mut inner = self.lock();
+        inner.suspended = true;
+        inner.closed = true;
+        for job in inner.jobs.values() {
+            if matches!(job.stage, Stage::Running) {
+                job.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+        drop(inner);
+        self.work_ready.notify_all();
+        self.touch();
     }
 
     /// Stops accepting requests and lets workers exit once the queue is empty.

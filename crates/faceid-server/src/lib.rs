@@ -13,9 +13,12 @@ mod engine;
 mod input;
 mod jobs;
 mod metrics;
+mod openapi;
 mod output;
 mod routes;
+mod store;
 mod time;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +34,7 @@ use axum::routing::{get, post, put};
 pub use engine::{Models, random_seed};
 pub use input::{FetchPolicy, InputError, is_internal, load};
 pub use routes::APP;
+pub use webhook::WebhookPolicy;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -52,10 +56,14 @@ pub struct ServerConfig {
     pub files_dir: PathBuf,
     /// How long result images are kept.
     pub retention: Duration,
-    /// How input URLs are fetched.
+    /// How input URLs are fetched; its allow-list applies to webhook hosts too.
     pub fetch: FetchPolicy,
+    /// How webhook deliveries are retried.
+    pub webhooks: WebhookPolicy,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
+    /// Where accepted requests are persisted (none: in memory only).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -70,7 +78,9 @@ impl Default for ServerConfig {
             files_dir: std::env::temp_dir().join("faceid-files"),
             retention: Duration::from_secs(3600),
             fetch: FetchPolicy::default(),
+            webhooks: WebhookPolicy::default(),
             max_body_bytes: 64 << 20,
+            data_dir: None,
         }
     }
 }
@@ -83,6 +93,14 @@ pub enum ServerError {
     Bind {
         /// The address.
         addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The data folder cannot be used.
+    #[error("data folder {dir}: {source}")]
+    Data {
+        /// The folder.
+        dir: PathBuf,
         /// The error.
         source: std::io::Error,
     },
@@ -143,33 +161,45 @@ impl Server {
             .unwrap_or_else(|| format!("{scheme}://{addr}"))
             .trim_end_matches('/')
             .to_string();
-        let jobs = Arc::new(jobs::Jobs::new(config.queue_capacity));
+        let store = match &config.data_dir {
+            Some(dir) => Some(store::Store::open(dir).map_err(|source| ServerError::Data {
+                dir: dir.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let jobs = Arc::new(jobs::Jobs::new(config.queue_capacity, store));
+        let (completed, requeued) = jobs.restore();
+        if completed + requeued > 0 {
+            tracing::info!(completed, requeued, "restored the requests of the last run");
+        }
         let files = Arc::new(output::Files {
             dir: config.files_dir.clone(),
             public_url: public_url.clone(),
             retention: config.retention,
         });
         let metrics = Arc::new(metrics::Metrics::default());
-        let models = Arc::new(models);
-        let policy = Arc::new(config.fetch.clone());
+        let context = Arc::new(engine::Context {
+            models,
+            jobs: jobs.clone(),
+            files: files.clone(),
+            fetch: config.fetch.clone(),
+            webhooks: config.webhooks.clone(),
+            metrics: metrics.clone(),
+        });
         let workers = (0..config.concurrency.max(1))
             .map(|i| {
-                let (m, j, f, p, x) = (
-                    models.clone(),
-                    jobs.clone(),
-                    files.clone(),
-                    policy.clone(),
-                    metrics.clone(),
-                );
+                let ctx = context.clone();
                 std::thread::Builder::new()
                     .name(format!("faceid-worker-{i}"))
-                    .spawn(move || engine::worker(m, j, f, p, x))
+                    .spawn(move || engine::worker(ctx))
                     .expect("spawn a worker thread")
             })
             .collect();
         let state = Arc::new(routes::AppState {
             jobs: jobs.clone(),
             files: files.clone(),
+            fetch: config.fetch.clone(),
             metrics,
             api_keys: config.api_keys.clone(),
             public_url: public_url.clone(),
@@ -236,21 +266,31 @@ impl Server {
         &self.public_url
     }
 
-    /// Stops taking requests, finishes the queued and running ones, then stops serving.
+    /// Stops taking requests and stops serving. With a data folder, unfinished requests are
+    /// interrupted and kept there for the next start; without one, they are finished first.
     pub async fn shutdown(self) {
-        self.stop(false).await;
+        let mode = if self.jobs.persistent() {
+            Stop::Suspend
+        } else {
+            Stop::Finish
+        };
+        self.stop(mode).await;
     }
 
     /// Stops taking requests, cancels the queued and running ones, then stops serving.
     pub async fn abort(self) {
-        self.stop(true).await;
+        self.stop(Stop::Cancel).await;
     }
 
-    async fn stop(self, cancel: bool) {
-        if cancel {
-            self.jobs.cancel_all();
+    async fn stop(self, mode: Stop) {
+        match mode {
+            Stop::Finish => self.jobs.close(),
+            Stop::Suspend => self.jobs.suspend(),
+            Stop::Cancel => {
+                self.jobs.cancel_all();
+                self.jobs.close();
+            }
         }
-        self.jobs.close();
         let workers = self.workers;
         let _ = tokio::task::spawn_blocking(move || {
             for worker in workers {
@@ -263,22 +303,114 @@ impl Server {
     }
 }
 
+/// What happens to unfinished requests when the server stops.
+enum Stop {
+    Finish,
+    Suspend,
+    Cancel,
+}
+
 fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
     let app = format!("/{}", routes::APP);
     let queue = format!("/queue/{}", routes::APP);
-    Router::new()
-        .route(&app, post(routes::run_sync))
-        .route(&queue, post(routes::submit))
-        .route(&format!("{queue}/requests/{{id}}"), get(routes::result))
-        .route(&format!("{queue}/requests/{{id}}/status"), get(routes::status))
-        .route(
-            &format!("{queue}/requests/{{id}}/status/stream"),
-            get(routes::status_stream),
-        )
-        .route(&format!("{queue}/requests/{{id}}/cancel"), put(routes::cancel))
-        .route("/files/{name}", get(routes::file))
-        .route("/health", get(routes::health))
-        .route("/metrics", get(routes::metrics))
+    let request = format!("{queue}/requests/{{id}}");
+    const ACCEPTED: &[(u16, &str, bool)] = &[
+        (200, "accepted: request_id, response_url, status_url, cancel_url, queue_position", false),
+        (401, "a valid API key is required", false),
+        (422, "invalid input: detail lists {loc, msg, type}", false),
+        (429, "the queue is full", false),
+    ];
+    let table = vec![
+        openapi::Route {
+            method: "post",
+            path: app,
+            summary: "Run and wait for the output",
+            takes_input: true,
+            responses: &[
+                (200, "the output", true),
+                (401, "a valid API key is required", false),
+                (422, "invalid input: detail lists {loc, msg, type}", false),
+                (429, "the queue is full", false),
+            ],
+            handler: post(routes::run_sync),
+        },
+        openapi::Route {
+            method: "post",
+            path: queue.clone(),
+            summary: "Submit to the queue (optional query fal_webhook=URL)",
+            takes_input: true,
+            responses: ACCEPTED,
+            handler: post(routes::submit),
+        },
+        openapi::Route {
+            method: "get",
+            path: format!("{request}/status"),
+            summary: "Status (IN_QUEUE, IN_PROGRESS, COMPLETED); logs with ?logs=1",
+            takes_input: false,
+            responses: &[(200, "completed", false), (202, "queued or in progress", false), (404, "no such request", false)],
+            handler: get(routes::status),
+        },
+        openapi::Route {
+            method: "get",
+            path: format!("{request}/status/stream"),
+            summary: "Status as server-sent events, closed after COMPLETED",
+            takes_input: false,
+            responses: &[(200, "text/event-stream of status objects", false), (404, "no such request", false)],
+            handler: get(routes::status_stream),
+        },
+        openapi::Route {
+            method: "get",
+            path: request.clone(),
+            summary: "The result of a completed request",
+            takes_input: false,
+            responses: &[(200, "the output", true), (400, "still in progress, or cancelled", false), (404, "no such request", false), (422, "the input could not be used", false)],
+            handler: get(routes::result),
+        },
+        openapi::Route {
+            method: "put",
+            path: format!("{request}/cancel"),
+            summary: "Cancel: a queued request never runs, a running one stops at the next step",
+            takes_input: false,
+            responses: &[(202, "CANCELLATION_REQUESTED", false), (400, "ALREADY_COMPLETED", false), (404, "NOT_FOUND", false)],
+            handler: put(routes::cancel),
+        },
+        openapi::Route {
+            method: "get",
+            path: "/files/{name}".into(),
+            summary: "A result image",
+            takes_input: false,
+            responses: &[(200, "image/png", false), (404, "no such file, or expired", false)],
+            handler: get(routes::file),
+        },
+        openapi::Route {
+            method: "get",
+            path: "/health".into(),
+            summary: "Liveness and queue depth",
+            takes_input: false,
+            responses: &[(200, "ok", false)],
+            handler: get(routes::health),
+        },
+        openapi::Route {
+            method: "get",
+            path: "/metrics".into(),
+            summary: "Prometheus metrics",
+            takes_input: false,
+            responses: &[(200, "text exposition format", false)],
+            handler: get(routes::metrics),
+        },
+    ];
+    let document = Arc::new(openapi::document(&table));
+    let mut router = Router::new().route(
+        "/openapi.json",
+        get(move || {
+            let document = document.clone();
+            async move { axum::Json((*document).clone()) }
+        }),
+    );
+    for route in table {
+        router = router.route(&route.path, route.handler);
+    }
+    router
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::map_response(add_request_id))

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::jobs::{Cancelled, Job, Jobs, Rejected, Stage};
+use crate::input::FetchPolicy;
 use crate::metrics::Metrics;
 use crate::output::Files;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub files: Arc<Files>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The URL policy (webhook hosts are checked against it).
+    pub fetch: FetchPolicy,
     /// Accepted API keys; empty means no authentication.
     pub api_keys: Vec<String>,
     /// The public base URL.
@@ -82,7 +85,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, Re
 }
 
 /// Parses and validates the input; a 422 in fal's shape otherwise.
-fn parse_input(body: &Bytes) -> Result<(FalRequest, bool), Response> {
+fn parse_input(body: &Bytes) -> Result<(FalRequest, bool, Value), Response> {
     let id = new_id();
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         reply(
@@ -101,7 +104,7 @@ fn parse_input(body: &Bytes) -> Result<(FalRequest, bool), Response> {
         return Err(unprocessable(&[missing], &id));
     }
     let inline = value.get("sync_mode").and_then(Value::as_bool).unwrap_or(false);
-    Ok((input, inline))
+    Ok((input, inline, value))
 }
 
 fn unprocessable(errors: &[FieldError], id: &str) -> Response {
@@ -115,8 +118,7 @@ fn unprocessable(errors: &[FieldError], id: &str) -> Response {
 fn enqueue(
     state: &AppState,
     owner: Option<String>,
-    input: FalRequest,
-    inline_images: bool,
+    (input, inline_images, raw_input): (FalRequest, bool, Value),
     webhook: Option<String>,
 ) -> Result<(String, usize), Response> {
     let id = new_id();
@@ -124,6 +126,8 @@ fn enqueue(
         id: id.clone(),
         owner,
         input,
+        raw_input,
+        seq: 0,
         inline_images,
         webhook,
         stage: Stage::Queued,
@@ -148,6 +152,11 @@ fn enqueue(
             "the server is shutting down",
             &id,
         )),
+        Err(Rejected::Storage(e)) => Err(detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the request could not be stored, so it was not accepted: {e}"),
+            &id,
+        )),
     }
 }
 
@@ -157,11 +166,11 @@ pub async fn run_sync(State(state): Shared, headers: HeaderMap, body: Bytes) -> 
         Ok(owner) => owner,
         Err(response) => return response,
     };
-    let (input, inline) = match parse_input(&body) {
+    let parsed = match parse_input(&body) {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
-    let (id, _) = match enqueue(&state, owner.clone(), input, inline, None) {
+    let (id, _) = match enqueue(&state, owner.clone(), parsed, None) {
         Ok(accepted) => accepted,
         Err(response) => return response,
     };
@@ -198,11 +207,21 @@ pub async fn submit(
         Ok(owner) => owner,
         Err(response) => return response,
     };
-    let (input, inline) = match parse_input(&body) {
+    let parsed = match parse_input(&body) {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
-    let (id, position) = match enqueue(&state, owner, input, inline, query.fal_webhook) {
+    if let Some(url) = &query.fal_webhook {
+        if let Err(msg) = crate::webhook::check_url(url, &state.fetch) {
+            let error = FieldError {
+                loc: vec!["query".into(), "fal_webhook".into()],
+                msg,
+                kind: "url_error".into(),
+            };
+            return unprocessable(&[error], &new_id());
+        }
+    }
+    let (id, position) = match enqueue(&state, owner, parsed, query.fal_webhook) {
         Ok(accepted) => accepted,
         Err(response) => return response,
     };

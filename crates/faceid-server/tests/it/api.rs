@@ -177,3 +177,91 @@ fn health_and_metrics_report_the_queue() {
     assert_eq!(status, 404, "{out}");
     assert!(!id.is_empty());
 }
+
+#[test]
+fn https_is_served_from_a_certificate_and_key_file() {
+    let dir = std::env::temp_dir().join(format!("faceid-server-{}-tls", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = start(|c| c.tls = Some((cert.clone(), key.clone())));
+    assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+
+    let root = ureq::tls::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![root])))
+        .build();
+    let client: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = client.get(&format!("{}/health", server.url)).call().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.body_mut().read_to_string().unwrap().contains("ok"));
+    let mut accepted = client
+        .post(&format!("{}/queue/fal-ai/ip-adapter-face-id", server.url))
+        .header("content-type", "application/json")
+        .send(input(1).to_string())
+        .unwrap();
+    let body: Value = serde_json::from_str(&accepted.body_mut().read_to_string().unwrap()).unwrap();
+    assert!(body["status_url"].as_str().unwrap().starts_with("https://127.0.0.1:"), "{body}");
+    // Plain HTTP on the TLS port is not answered as HTTP.
+    let plain = server.url.replacen("https://", "http://", 1);
+    assert!(agent().get(&format!("{plain}/health")).call().is_err());
+    // A certificate that cannot be read stops the start with a clear error.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = faceid_server::ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        tls: Some((dir.join("missing.pem"), key)),
+        ..Default::default()
+    };
+    let err = runtime
+        .block_on(faceid_server::Server::start(config, crate::common::models()))
+        .err()
+        .expect("a missing certificate is an error");
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+}
+
+#[test]
+fn the_openapi_document_describes_every_route_and_the_input_table() {
+    let server = start(|_| {});
+    let (status, _, doc) = send("GET", &format!("{}/openapi.json", server.url), None, None);
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/fal-ai/ip-adapter-face-id", "post"),
+        ("/queue/fal-ai/ip-adapter-face-id", "post"),
+        ("/queue/fal-ai/ip-adapter-face-id/requests/{id}/status", "get"),
+        ("/queue/fal-ai/ip-adapter-face-id/requests/{id}/status/stream", "get"),
+        ("/queue/fal-ai/ip-adapter-face-id/requests/{id}", "get"),
+        ("/queue/fal-ai/ip-adapter-face-id/requests/{id}/cancel", "put"),
+        ("/files/{name}", "get"),
+        ("/health", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(paths[path][method]["responses"].is_object(), "{method} {path}");
+    }
+    // Every documented route is served (an unknown id is the route's own 404, not the fallback).
+    for path in paths.keys() {
+        let concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000").replace("{name}", "none.png");
+        let method = if path.ends_with("/cancel") { "PUT" } else { "GET" };
+        if path.ends_with("ip-adapter-face-id") {
+            continue;
+        }
+        let (_, _, body) = send(method, &format!("{}{concrete}", server.url), None, None);
+        assert_ne!(body["detail"], "no such route", "{path}");
+    }
+    let input = &doc["components"]["schemas"]["Input"];
+    assert_eq!(input["required"], json!(["prompt"]));
+    let props = input["properties"].as_object().unwrap();
+    assert_eq!(props.len(), faceid_pipeline::fal::FIELDS.len());
+    assert_eq!(props["num_samples"]["maximum"], 4);
+    assert_eq!(props["width"]["minimum"], 512);
+    assert_eq!(props["guidance_scale"]["default"], 7.5);
+    assert_eq!(props["model_type"]["enum"].as_array().unwrap().len(), 6);
+}

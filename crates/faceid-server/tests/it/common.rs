@@ -56,7 +56,7 @@ pub fn start(configure: impl FnOnce(&mut ServerConfig)) -> Running {
         .build()
         .unwrap();
     let server = runtime.block_on(Server::start(config, models())).unwrap();
-    let url = format!("http://{}", server.addr());
+    let url = server.public_url().to_string();
     Running {
         server: Some(server),
         runtime,

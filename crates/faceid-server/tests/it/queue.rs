@@ -149,3 +149,98 @@ fn a_full_queue_answers_429_with_a_clear_message() {
     let done = wait_done(&format!("{}{QUEUE}/requests/{waiting}/status", server.url));
     assert!(done.get("error").is_none(), "{done}");
 }
+
+/// A webhook receiver on loopback: answers 500 to the first delivery, 200 after; keeps bodies.
+fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut seen = seen.lock().unwrap();
+            seen.push(serde_json::from_slice(&body).unwrap());
+            let status = if seen.len() == 1 { "500 Internal Server Error" } else { "200 OK" };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn webhooks_are_delivered_with_retries() {
+    let server = start(|c| {
+        c.fetch.allow_hosts = vec!["127.0.0.1".into()];
+        c.webhooks.first_delay = Duration::from_millis(50);
+    });
+    let (hook, bodies) = receiver();
+    let submit = format!("{}{QUEUE}?fal_webhook={hook}", server.url);
+    let (code, id, accepted) = send("POST", &submit, Some(&input(1)), None);
+    assert_eq!(code, 200, "{accepted}");
+    wait_done(accepted["status_url"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bodies.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "webhook not retried");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies[0], bodies[1], "the retry sends the same body");
+    let body = &bodies[1];
+    assert_eq!(body["request_id"], id.as_str());
+    assert_eq!(body["status"], "OK");
+    assert_eq!(body["payload"]["seed"], 7);
+    assert_eq!(body["payload"]["image"]["width"], 512);
+
+    // Webhooks to internal addresses that are not allowed are refused at submission.
+    let open = start(|_| {});
+    let refused = format!("{}{QUEUE}?fal_webhook=http://127.0.0.1:9/hook", open.url);
+    let (code, _, out) = send("POST", &refused, Some(&input(1)), None);
+    assert_eq!(code, 422, "{out}");
+    assert_eq!(out["detail"][0]["loc"][1], "fal_webhook");
+}
+
+#[test]
+fn accepted_requests_and_results_survive_a_restart() {
+    let data = std::env::temp_dir().join(format!("faceid-server-{}-data", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let configure = |c: &mut faceid_server::ServerConfig| c.data_dir = Some(data.clone());
+    let mut first = start(configure);
+    let submit = format!("{}{QUEUE}", first.url);
+    let (_, done_id, done) = send("POST", &submit, Some(&input(1)), None);
+    wait_done(done["status_url"].as_str().unwrap());
+    let (_, long_id, long) = send("POST", &submit, Some(&input(200)), None);
+    wait_running(long["status_url"].as_str().unwrap());
+    let (_, waiting_id, _) = send("POST", &submit, Some(&input(1)), None);
+    // Stop while one request runs and one waits: both are kept.
+    let server = first.server.take().unwrap();
+    first.runtime.block_on(server.shutdown());
+    drop(first);
+
+    let second = start(configure);
+    let base = |id: &str| format!("{}{QUEUE}/requests/{id}", second.url);
+    let (code, _, result) = send("GET", &base(&done_id), None, None);
+    assert_eq!(code, 200, "a completed result is still there: {result}");
+    assert_eq!(result["seed"], 7);
+    let status = send("GET", &format!("{}/status", base(&long_id)), None, None).2;
+    assert!(matches!(status["status"].as_str(), Some("IN_QUEUE" | "IN_PROGRESS")), "{status}");
+    send("PUT", &format!("{}/cancel", base(&long_id)), None, None);
+    let status = wait_done(&format!("{}/status", base(&waiting_id)));
+    assert!(status.get("error").is_none(), "the waiting request ran after the restart: {status}");
+    assert_eq!(send("GET", &base(&waiting_id), None, None).2["seed"], 7);
+}
