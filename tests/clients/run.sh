@@ -63,7 +63,7 @@ status=0
 run_suite() { # name, command...
   local name=$1 t=$SECONDS rc=0
   shift
-  "$@" 2>&1 | tee "$tmp/$name.out" || rc=$?
+  timeout --foreground 900 "$@" 2>&1 | tee "$tmp/$name.out" || rc=$?  # 124: the suite hung
   echo "$name: exit $rc in $((SECONDS - t)) s" >>"$tmp/summary"
   [[ $rc -eq 0 ]] || status=1
 }
@@ -75,7 +75,7 @@ run_suite js env FAL_KEY=testkey FACEID_URL="https://127.0.0.1:$port" \
 
 echo
 echo "== summary =="
-grep -h -E "^(PASS|FAIL) " "$tmp/python.out" "$tmp/js.out" | cut -c1-160 || true
+grep -h -E "^(PASS|FAIL) " "$tmp/python.out" "$tmp/js.out" | cut -c1-300 || true
 cat "$tmp/summary"
 echo "total: $((SECONDS - started)) s, $([[ $status -eq 0 ]] && echo OK || echo FAILED)"
 if [[ $status -ne 0 ]]; then

@@ -111,14 +111,11 @@ def test_subscribe_logs():
     )
     check_output(out, 13)
     assert enqueued and enqueued[0], "on_enqueue not called"
-    assert isinstance(updates[-1], fal_client.Completed), updates[-1]
-    messages = [
-        log["message"]
-        for update in updates
-        if isinstance(update, (fal_client.InProgress, fal_client.Completed))
-        for log in update.logs or []
-    ]
-    assert "step 2/2" in messages, messages
+    final = updates[-1]
+    assert isinstance(final, fal_client.Completed) and final.error is None, final
+    steps = [log["message"] for log in final.logs if log["message"].startswith("step")]
+    assert steps == ["step 1/2", "step 2/2"], steps
+    assert all({"message", "level", "source", "timestamp"} <= log.keys() for log in final.logs)
 
 
 def wait_completed(handle, timeout=120):

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Some("fixtures") => fixtures(&args[1..]),
         Some("fetch") => fetch(&args[1..]),
         Some("ci") => run(Command::new("bash").arg(root().join(".ci/run"))),
-        _ => Err("usage: cargo xtask fixtures [--only noise|schedulers|sd|face|faceid ...] \
+        _ => Err("usage: cargo xtask fixtures [--only noise|schedulers|sd|face|faceid|hf_cache ...] \
              | cargo xtask fetch [--model-type T|all] [--base-repo R] [--no-face] | cargo xtask ci"
             .into()),
     };

@@ -13,6 +13,9 @@ use crate::CliError;
 use crate::fetch::WeightsArgs;
 
 #[derive(Args)]
+#[command(after_help = "Logs go to stderr: FACEID_LOG sets the level (info by default; debug, warn, ...), \
+FACEID_LOG_FORMAT=json writes one JSON object per line. Hugging Face downloads honour HF_HOME, \
+HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE.")]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "FACEID_BIND", default_value = "127.0.0.1:8000")]
@@ -37,6 +40,10 @@ pub struct ServeArgs {
     /// Generations running at once on the device.
     #[arg(long, env = "FACEID_CONCURRENCY", default_value_t = 1)]
     concurrency: usize,
+    /// Most queued requests of the same shape (model, size, steps, guidance) run as one batch;
+    /// worth raising on a GPU.
+    #[arg(long, env = "FACEID_MAX_BATCH", default_value_t = 1)]
+    max_batch: usize,
     /// Where result images are written (served under /files/).
     #[arg(long, env = "FACEID_FILES_DIR")]
     files_dir: Option<PathBuf>,
@@ -110,6 +117,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         api_keys: args.api_keys.into_iter().filter(|k| !k.is_empty()).collect(),
         queue_capacity: args.queue_capacity,
         concurrency: args.concurrency,
+        max_batch: args.max_batch,
         files_dir: args
             .files_dir
             .unwrap_or_else(|| std::env::temp_dir().join("faceid-files")),

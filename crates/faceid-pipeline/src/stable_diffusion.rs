@@ -297,79 +297,132 @@ impl StableDiffusion {
         request: &GenerateRequest,
         progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
     ) -> Result<Generated, PipelineError> {
+        let mut generated = self.generate_batch(std::slice::from_ref(request), progress)?;
+        Ok(generated.remove(0))
+    }
+
+    /// Whether two requests can share one denoising loop: same size, steps, guidance,
+    /// scheduler and eta, and both with or both without a face. Prompts, seeds, identities and
+    /// sample counts may differ.
+    pub fn same_shape(a: &GenerateRequest, b: &GenerateRequest) -> bool {
+        (a.width, a.height, a.steps, a.scheduler, a.face_embedding.is_some())
+            == (b.width, b.height, b.steps, b.scheduler, b.face_embedding.is_some())
+            && a.guidance_scale == b.guidance_scale
+            && a.eta == b.eta
+    }
+
+    /// Runs several requests of the same shape (see [`Self::same_shape`]) as one batch, the way
+    /// diffusers runs a list of prompts with one generator per request; each request gets the
+    /// images it would get alone. Schedulers that draw noise during the loop (Euler ancestral,
+    /// DDIM with eta > 0) take one request at a time.
+    pub fn generate_batch(
+        &self,
+        requests: &[GenerateRequest],
+        progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<Vec<Generated>, PipelineError> {
         // 1. Check inputs.
-        self.check(request)?;
-        let n = request.num_samples;
-        let guided = request.guidance_scale > 1.0;
-
-        // 2. Encode the prompt: [negative ×n, positive ×n] when guided, as diffusers batches it.
-        let positive = self.encode_prompt(&request.prompt)?.repeat_dim(0, n);
-        let context = if guided {
-            let negative = self
-                .encode_prompt(&request.negative_prompt)?
-                .repeat_dim(0, n);
-            Tensor::cat(vec![negative, positive], 0)
-        } else {
-            positive
+        let Some(first) = requests.first() else {
+            return Err(PipelineError::InvalidRequest {
+                field: "requests",
+                reason: "an empty batch".into(),
+            });
         };
+        for request in requests {
+            self.check(request)?;
+            if !Self::same_shape(first, request) {
+                return Err(PipelineError::InvalidRequest {
+                    field: "requests",
+                    reason: "a batch needs the same width, height, steps, guidance, scheduler and eta, and a face in all or none".into(),
+                });
+            }
+        }
+        let kind = first.scheduler.unwrap_or(self.default_scheduler);
+        if requests.len() > 1 && (kind == SchedulerKind::EulerAncestral || first.eta != 0.0) {
+            return Err(PipelineError::InvalidRequest {
+                field: "requests",
+                reason: format!("{kind} with eta {} draws noise at every step: run its requests one at a time", first.eta),
+            });
+        }
+        let guided = first.guidance_scale > 1.0;
+        let total: usize = requests.iter().map(|r| r.num_samples).sum();
 
-        // 2b. FaceID image tokens: the projection of the identity, and of zeros for the
+        // 2. Encode the prompts: [negatives, positives], each repeated for its samples, as
+        // diffusers batches them.
+        let mut negatives = Vec::new();
+        let mut positives = Vec::new();
+        for r in requests {
+            positives.push(self.encode_prompt(&r.prompt)?.repeat_dim(0, r.num_samples));
+            if guided {
+                negatives.push(self.encode_prompt(&r.negative_prompt)?.repeat_dim(0, r.num_samples));
+            }
+        }
+        let context = Tensor::cat(negatives.into_iter().chain(positives).collect(), 0);
+
+        // 2b. FaceID image tokens: the projection of each identity, and of zeros for the
         // unconditional half, batched like the text.
-        let image_tokens = match (&self.faceid, &request.face_embedding) {
-            (Some(adapter), Some(embedding)) => {
-                let cond = adapter
-                    .image_tokens(&embedding.data, &[512])?
-                    .repeat_dim(0, n);
-                Some(if guided {
-                    Tensor::cat(vec![adapter.unconditional_tokens(n), cond], 0)
-                } else {
-                    cond
-                })
+        let image_tokens = match (&self.faceid, first.face_embedding.is_some()) {
+            (Some(adapter), true) => {
+                let mut parts = Vec::new();
+                if guided {
+                    parts.push(adapter.unconditional_tokens(total));
+                }
+                for r in requests {
+                    let embedding = r.face_embedding.as_ref().expect("checked: all have a face");
+                    parts.push(adapter.image_tokens(&embedding.data, &[512])?.repeat_dim(0, r.num_samples));
+                }
+                Some(Tensor::cat(parts, 0))
             }
             _ => None,
         };
 
         // 3. Timesteps.
-        let kind = request.scheduler.unwrap_or(self.default_scheduler);
         let mut scheduler = kind.build(&self.scheduler_config)?;
-        scheduler.set_eta(request.eta)?;
-        scheduler.set_timesteps(request.steps)?;
+        scheduler.set_eta(first.eta)?;
+        scheduler.set_timesteps(first.steps)?;
 
-        // 4. Latents: the generator's first draw, like diffusers' `prepare_latents`.
-        let mut generator = TorchGenerator::new(request.seed);
-        let shape: [usize; 4] = self
-            .latent_shape(request)
-            .try_into()
-            .expect("four dimensions");
-        let latents = match &request.latents {
-            Some(given) => given.clone().to_tensor::<4>(&self.device),
-            None => generator.randn_tensor(shape, &self.device),
-        };
-        let latents = latents * scheduler.init_noise_sigma();
+        // 4. Latents: each request's generator's first draw, like diffusers' `prepare_latents`.
+        let mut generators = Vec::with_capacity(requests.len());
+        let mut latents = Vec::with_capacity(requests.len());
+        for r in requests {
+            let mut generator = TorchGenerator::new(r.seed);
+            let shape: [usize; 4] = self.latent_shape(r).try_into().expect("four dimensions");
+            latents.push(match &r.latents {
+                Some(given) => given.clone().to_tensor::<4>(&self.device),
+                None => generator.randn_tensor(shape, &self.device),
+            });
+            generators.push(generator);
+        }
+        let latents = Tensor::cat(latents, 0) * scheduler.init_noise_sigma();
 
-        // 5. Denoise.
+        // 5. Denoise (only single-request batches use the generator during the loop).
         let latents = self.denoise(
             scheduler.as_mut(),
             latents,
             &context,
             image_tokens.as_ref(),
-            request.guidance_scale,
-            &mut generator,
+            first.guidance_scale,
+            &mut generators[0],
             progress,
         )?;
 
-        // 6. Decode, one image at a time to bound memory.
+        // 6. Decode, one image at a time to bound memory, and hand each request its images.
         let scaling = self.vae.config().scaling_factor;
-        let mut images = Vec::with_capacity(n);
-        for i in 0..n {
-            let latent = latents.clone().narrow(0, i, 1) / scaling;
-            images.extend(to_rgb_images(self.vae.decode(latent)?));
+        let mut out = Vec::with_capacity(requests.len());
+        let mut offset = 0;
+        for r in requests {
+            let mut images = Vec::with_capacity(r.num_samples);
+            for i in offset..offset + r.num_samples {
+                let latent = latents.clone().narrow(0, i, 1) / scaling;
+                images.extend(to_rgb_images(self.vae.decode(latent)?));
+            }
+            offset += r.num_samples;
+            out.push(Generated {
+                images,
+                seed: r.seed,
+                scheduler: kind,
+            });
         }
-        Ok(Generated {
-            images,
-            seed: request.seed,
-            scheduler: kind,
-        })
+        Ok(out)
     }
 
     /// The denoising loop: one batched UNet call per step for both guidance branches.

@@ -1,30 +1,26 @@
 //! The models, loaded once and kept, and the workers that run queued requests on them.
 
 use std::collections::HashMap;
-use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use faceid_core::Device;
-use faceid_face::{DetectOptions, DetectorModel, FaceAnalyzer, RecognizerModel};
+use faceid_face::{DetectorModel, FaceAnalyzer, RecognizerModel};
 use faceid_hub::{FetchProgress, LocalFiles, ModelRequest, Weights};
-use faceid_pipeline::fal::FalRequest;
-use faceid_pipeline::{
-    AdapterOptions, LoraSource, PipelineError, StableDiffusion, identity_from_images,
-};
+use faceid_pipeline::{AdapterOptions, LoraSource, StableDiffusion};
 use serde_json::json;
 
-use crate::input::{FetchPolicy, InputError, face_images};
-use crate::jobs::{Jobs, Outcome, Work, cancelled_outcome};
+use crate::batch::{self, Failure};
+use crate::input::FetchPolicy;
+use crate::jobs::{Jobs, Outcome, cancelled_outcome};
 use crate::metrics::Metrics;
 use crate::output::Files;
 use crate::webhook::{self, WebhookPolicy};
 
 /// A base model with its adapter installed, and the face models that go with it.
 pub struct Loaded {
-    sd: StableDiffusion,
-    analyzer: FaceAnalyzer,
+    pub(crate) sd: StableDiffusion,
+    pub(crate) analyzer: FaceAnalyzer,
 }
 
 /// Every model the server has loaded, by (model type, base repository).
@@ -48,25 +44,6 @@ impl FetchProgress for LogProgress {
     }
 }
 
-/// A failure of a request after it was accepted: the HTTP status and `detail` of its result.
-struct Failure {
-    status: u16,
-    detail: serde_json::Value,
-    message: String,
-    kind: &'static str,
-}
-
-impl Failure {
-    fn internal(kind: &'static str, message: String) -> Self {
-        Self {
-            status: 500,
-            detail: json!(message),
-            message,
-            kind,
-        }
-    }
-}
-
 impl Models {
     /// Models resolved through `weights`, `local` files replacing manifest entries.
     pub fn new(weights: Weights, local: LocalFiles, device: Device) -> Self {
@@ -75,6 +52,14 @@ impl Models {
             local,
             device,
             loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// What the base model of a request is: the local folder replacing it, or the repository.
+    pub fn base_label(&self, base_repo: &str) -> String {
+        match &self.local.base {
+            Some(dir) => dir.display().to_string(),
+            None => base_repo.to_string(),
         }
     }
 
@@ -139,6 +124,8 @@ pub struct Context {
     pub webhooks: WebhookPolicy,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Most requests of the same shape run as one batch.
+    pub max_batch: usize,
 }
 
 /// Runs queued requests until the queue is closed and drained.
@@ -148,163 +135,78 @@ pub fn worker(ctx: Arc<Context>) {
         jobs,
         files,
         fetch: policy,
-        metrics,
         ..
     } = &*ctx;
-    while let Some(work) = jobs.next_work() {
-        let id = work.id.clone();
+    while let Some(batch) = jobs.next_batch(ctx.max_batch, &batch::key) {
         let started = Instant::now();
-        let outcome = match run(models, jobs, files, policy, &work) {
-            Ok(body) => Outcome {
-                status_code: 200,
-                body,
-                inference_time: started.elapsed().as_secs_f64(),
-                error: None,
-            },
-            Err(None) => {
-                jobs.log(&id, "INFO", "cancelled".into());
-                cancelled_outcome()
-            }
-            Err(Some(failure)) => {
-                jobs.log(&id, "ERROR", failure.message.clone());
-                Outcome {
-                    status_code: failure.status,
-                    body: json!({"detail": failure.detail}),
-                    inference_time: started.elapsed().as_secs_f64(),
-                    error: Some((failure.message, failure.kind.to_string())),
-                }
-            }
-        };
-        let status = outcome.status_code;
-        let cancelled = outcome.error.as_ref().is_some_and(|e| e.1 == "RequestCancelled");
-        metrics.finished(
-            (!cancelled).then_some(status),
-            started.elapsed().as_secs_f64(),
-        );
-        let body = webhook::payload(&id, &outcome);
-        let webhook = jobs.complete(&id, outcome);
-        tracing::info!(request_id = %id, status, seconds = started.elapsed().as_secs_f64(), "request finished");
-        if let Some(url) = webhook {
-            let ctx = ctx.clone();
-            std::thread::spawn(move || {
-                let (attempts, result) = webhook::deliver(&url, &body, &ctx.webhooks);
-                match result {
-                    Ok(()) => ctx.jobs.log(
-                        &id,
-                        "INFO",
-                        format!("webhook delivered (attempt {attempts})"),
-                    ),
-                    Err(e) => {
-                        tracing::warn!(request_id = %id, url, attempts, "webhook not delivered: {e}");
-                        ctx.jobs.log(
-                            &id,
-                            "ERROR",
-                            format!("webhook not delivered after {attempts} attempts: {e}"),
-                        );
-                    }
-                }
-            });
+        for (id, result) in batch::run(models, jobs, files, policy, batch) {
+            let outcome = outcome(jobs, &id, result, started);
+            finish(&ctx, id, outcome, started);
         }
     }
 }
 
-/// One request: `Err(None)` when it was cancelled.
-fn run(
-    models: &Models,
+/// The recorded outcome of a request's result.
+fn outcome(
     jobs: &Jobs,
-    files: &Files,
-    policy: &FetchPolicy,
-    work: &Work,
-) -> Result<serde_json::Value, Option<Failure>> {
-    let input: &FalRequest = &work.input;
-    let id = &work.id;
-    if work.cancel.load(Ordering::SeqCst) {
-        return Err(None);
-    }
-    let base_repo = if input.model_type.is_sdxl() {
-        &input.base_sdxl_model_repo
-    } else {
-        &input.base_1_5_model_repo
-    };
-    jobs.log(id, "INFO", format!("loading {} ({base_repo})", input.model_type.name()));
-    let loaded = models
-        .get(input.model_type.name(), base_repo)
-        .map_err(|e| Some(Failure::internal("ModelLoadError", e)))?;
-    let images = face_images(input, policy).map_err(|e| Some(input_failure(e)))?;
-    let options = DetectOptions {
-        det_size: input.face_id_det_size,
-        ..DetectOptions::default()
-    };
-    let identity = identity_from_images(&loaded.analyzer, &images, &options).map_err(|e| {
-        Some(Failure {
-            status: 422,
-            detail: json!([{"loc": ["body", face_field(input)], "msg": e.to_string(), "type": "face_error"}]),
-            message: e.to_string(),
-            kind: "FaceError",
-        })
-    })?;
-    jobs.log(id, "INFO", format!("face identity from {} image(s)", images.len()));
-    let seed = input.seed.unwrap_or_else(random_seed);
-    let request = input.to_generate_request(seed, Some(identity));
-    loaded.sd.check(&request).map_err(|e| Some(pipeline_failure(e)))?;
-    let mut last_logged = 0;
-    let generated = loaded
-        .sd
-        .generate(&request, &mut |p| {
-            if p.step > last_logged {
-                last_logged = p.step;
-                jobs.log(id, "INFO", format!("step {}/{}", p.step, p.total));
-            }
-            if work.cancel.load(Ordering::SeqCst) {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
-        .map_err(|e| match e {
-            PipelineError::Cancelled { .. } => None,
-            other => Some(pipeline_failure(other)),
-        })?;
-    let output = files
-        .store(id, &generated.images, work.inline_images)
-        .map_err(|e| Some(Failure::internal("StorageError", e.to_string())))?;
-    Ok(json!({
-        "image": output.grid,
-        "images": output.images,
-        "seed": generated.seed,
-    }))
-}
-
-fn face_field(input: &FalRequest) -> &'static str {
-    if input.face_image_url.is_some() {
-        "face_image_url"
-    } else {
-        "face_images_data_url"
-    }
-}
-
-fn input_failure(e: InputError) -> Failure {
-    Failure {
-        status: 422,
-        detail: json!([{"loc": ["body", e.field], "msg": e.message, "type": e.kind}]),
-        message: format!("{}: {}", e.field, e.message),
-        kind: "InputError",
-    }
-}
-
-fn pipeline_failure(e: PipelineError) -> Failure {
-    match e {
-        PipelineError::InvalidRequest { field, reason } => Failure {
-            status: 422,
-            detail: json!([{"loc": ["body", field], "msg": reason, "type": "value_error"}]),
-            message: format!("{field}: {reason}"),
-            kind: "ValidationError",
+    id: &str,
+    result: Result<serde_json::Value, Option<Failure>>,
+    started: Instant,
+) -> Outcome {
+    match result {
+        Ok(body) => Outcome {
+            status_code: 200,
+            body,
+            inference_time: started.elapsed().as_secs_f64(),
+            error: None,
         },
-        other => Failure::internal("GenerationError", other.to_string()),
+        Err(None) => {
+            jobs.log(id, "INFO", "cancelled".into());
+            cancelled_outcome()
+        }
+        Err(Some(failure)) => {
+            jobs.log(id, "ERROR", failure.message.clone());
+            Outcome {
+                status_code: failure.status,
+                body: json!({"detail": failure.detail}),
+                inference_time: started.elapsed().as_secs_f64(),
+                error: Some((failure.message, failure.kind.to_string())),
+            }
+        }
     }
 }
 
-/// A seed below 2^32, so it means the same to torch's manual_seed.
-pub fn random_seed() -> u64 {
-    uuid::Uuid::new_v4().as_u128() as u64 & 0xFFFF_FFFF
+/// Records a finished request, counts it, and sends its webhook.
+fn finish(ctx: &Arc<Context>, id: String, outcome: Outcome, started: Instant) {
+    let Context { jobs, metrics, .. } = &**ctx;
+    let status = outcome.status_code;
+    let cancelled = outcome.error.as_ref().is_some_and(|e| e.1 == "RequestCancelled");
+    metrics.finished(
+        (!cancelled).then_some(status),
+        started.elapsed().as_secs_f64(),
+    );
+    let body = webhook::payload(&id, &outcome);
+    let webhook = jobs.complete(&id, outcome);
+    tracing::info!(request_id = %id, status, seconds = started.elapsed().as_secs_f64(), "request finished");
+    if let Some(url) = webhook {
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            let (attempts, result) = webhook::deliver(&url, &body, &ctx.webhooks);
+            match result {
+                Ok(()) => ctx.jobs.log(
+                    &id,
+                    "INFO",
+                    format!("webhook delivered (attempt {attempts})"),
+                ),
+                Err(e) => {
+                    tracing::warn!(request_id = %id, url, attempts, "webhook not delivered: {e}");
+                    ctx.jobs.log(
+                        &id,
+                        "ERROR",
+                        format!("webhook not delivered after {attempts} attempts: {e}"),
+                    );
+                }
+            }
+        });
+    }
 }

@@ -281,26 +281,43 @@ impl Jobs {
         Ok(position)
     }
 
-    /// Blocks until there is work (marking it running) or the store is closed and drained.
-    pub fn next_work(&self) -> Option<Work> {
+    /// Blocks until there is work or the store is closed and drained; returns the first queued
+    /// request and up to `max - 1` more queued after it with the same `key`, all marked running.
+    pub fn next_batch(&self, max: usize, key: &dyn Fn(&FalRequest) -> String) -> Option<Vec<Work>> {
         let mut inner = self.lock();
         loop {
             if inner.suspended {
                 return None;
             }
-            if let Some(id) = inner.queue.pop_front() {
-                inner.running += 1;
-                let job = inner.jobs.get_mut(&id).expect("queued jobs exist");
-                job.stage = Stage::Running;
-                let work = Work {
-                    id: id.clone(),
-                    input: job.input.clone(),
-                    inline_images: job.inline_images,
-                    cancel: job.cancel.clone(),
-                };
+            if let Some(first) = inner.queue.pop_front() {
+                let wanted = key(&inner.jobs[&first].input);
+                let mut ids = vec![first];
+                let mut i = 0;
+                while ids.len() < max.max(1) && i < inner.queue.len() {
+                    if key(&inner.jobs[&inner.queue[i]].input) == wanted {
+                        let id = inner.queue.remove(i).expect("in range");
+                        ids.push(id);
+                    } else {
+                        i += 1;
+                    }
+                }
+                inner.running += ids.len();
+                let batch = ids
+                    .into_iter()
+                    .map(|id| {
+                        let job = inner.jobs.get_mut(&id).expect("queued jobs exist");
+                        job.stage = Stage::Running;
+                        Work {
+                            id,
+                            input: job.input.clone(),
+                            inline_images: job.inline_images,
+                            cancel: job.cancel.clone(),
+                        }
+                    })
+                    .collect();
                 drop(inner);
                 self.touch();
-                return Some(work);
+                return Some(batch);
             }
             if inner.closed {
                 return None;

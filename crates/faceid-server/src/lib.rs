@@ -9,6 +9,7 @@
 //! models, which are loaded once and kept. Every response carries `x-fal-request-id`.
 #![deny(missing_docs)]
 
+mod batch;
 mod engine;
 mod input;
 mod jobs;
@@ -31,7 +32,8 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 
-pub use engine::{Models, random_seed};
+pub use batch::random_seed;
+pub use engine::Models;
 pub use input::{FetchPolicy, InputError, is_internal, load};
 pub use routes::APP;
 pub use webhook::WebhookPolicy;
@@ -52,6 +54,8 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     /// Generations running at once.
     pub concurrency: usize,
+    /// Most queued requests of the same shape (size, steps, guidance, model) run as one batch.
+    pub max_batch: usize,
     /// Where result images are written.
     pub files_dir: PathBuf,
     /// How long result images are kept.
@@ -75,6 +79,7 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             queue_capacity: 64,
             concurrency: 1,
+            max_batch: 1,
             files_dir: std::env::temp_dir().join("faceid-files"),
             retention: Duration::from_secs(3600),
             fetch: FetchPolicy::default(),
@@ -186,6 +191,7 @@ impl Server {
             fetch: config.fetch.clone(),
             webhooks: config.webhooks.clone(),
             metrics: metrics.clone(),
+            max_batch: config.max_batch,
         });
         let workers = (0..config.concurrency.max(1))
             .map(|i| {

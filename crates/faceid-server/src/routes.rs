@@ -292,27 +292,35 @@ pub async fn status_stream(
     if state.jobs.status(&id, owner.as_deref(), logs).is_none() {
         return detail(StatusCode::NOT_FOUND, "no such request", &id);
     }
+    // Each event carries only the log lines that are new since the previous one: the JS client
+    // appends every event's logs to what it has.
     let stream = futures_util::stream::unfold(
-        (state.clone(), id.clone(), owner, None::<String>, false),
-        move |(state, id, owner, last, finished)| async move {
+        (state.clone(), id.clone(), owner, None::<String>, 0usize, false),
+        move |(state, id, owner, last, sent, finished)| async move {
             if finished {
                 return None;
             }
             loop {
                 let fresh = {
                     let changed = state.jobs.changed();
-                    let (status, done) = state.jobs.status(&id, owner.as_deref(), logs)?;
-                    let text = with_urls(&state, &id, status).to_string();
-                    if last.as_deref() == Some(text.as_str()) {
+                    let (mut status, done) = state.jobs.status(&id, owner.as_deref(), logs)?;
+                    let all = status["logs"].as_array().cloned();
+                    status["logs"] = Value::Null;
+                    let key = format!("{status}{}", all.as_ref().map_or(0, Vec::len));
+                    if last.as_deref() == Some(key.as_str()) {
                         changed.await;
                         None
                     } else {
-                        Some((text, done))
+                        let total = all.as_ref().map_or(0, Vec::len);
+                        status["logs"] = all.map_or(Value::Null, |all| {
+                            Value::Array(all.into_iter().skip(sent).collect())
+                        });
+                        Some((with_urls(&state, &id, status).to_string(), key, total, done))
                     }
                 };
-                if let Some((text, done)) = fresh {
-                    let event: Result<Event, Infallible> = Ok(Event::default().data(text.clone()));
-                    return Some((event, (state, id, owner, Some(text), done)));
+                if let Some((text, key, total, done)) = fresh {
+                    let event: Result<Event, Infallible> = Ok(Event::default().data(text));
+                    return Some((event, (state, id, owner, Some(key), total, done)));
                 }
             }
         },

@@ -3,4 +3,5 @@
 mod common;
 mod downloads;
 mod manifest;
+mod python_cache;
 mod settings;

@@ -164,3 +164,57 @@ fn a_face_embedding_without_an_adapter_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("face_embedding"), "{err}");
 }
+
+#[test]
+fn a_batch_of_requests_gives_each_the_images_it_gets_alone() {
+    let device = Device::flex();
+    let e2e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data().join("faceid/e2e.json")).unwrap())
+            .unwrap();
+    let case: Case = serde_json::from_value(e2e).unwrap();
+    let expected = read_reference(&data().join("faceid/e2e.safetensors"));
+    let sd = load(&device, &case);
+    let first = request(&case, expected["e2e.embedding"].clone(), None);
+    let mut other_identity = expected["e2e.embedding"].clone();
+    other_identity.data.reverse();
+    let second = GenerateRequest {
+        prompt: "a portrait in the rain".into(),
+        seed: 11,
+        num_samples: 2,
+        face_embedding: Some(other_identity),
+        ..first.clone()
+    };
+    let batch = sd
+        .generate_batch(&[first.clone(), second.clone()], &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    assert_eq!((batch[0].images.len(), batch[1].images.len()), (1, 2));
+    assert_eq!((batch[0].seed, batch[1].seed), (case.seed, 11));
+    // The first is diffusers' e2e image; the second is what it gives alone.
+    let worst = worst_error(&batch[0].images, &expected["e2e.images"]);
+    assert!(worst <= 1.5, "batched e2e: {worst}/255");
+    let alone = sd.generate(&second, &mut |_| ControlFlow::Continue(())).unwrap();
+    for (a, b) in alone.images.iter().zip(&batch[1].images) {
+        let diff = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+            .unwrap();
+        assert!(diff <= 1, "batched vs alone: {diff}/255");
+    }
+
+    // Requests of different shapes, and noise-drawing schedulers, are refused as batches.
+    let taller = GenerateRequest { height: 40, ..second.clone() };
+    let err = sd.generate_batch(&[first.clone(), taller], &mut |_| ControlFlow::Continue(())).unwrap_err();
+    assert!(err.to_string().contains("same width, height"), "{err}");
+    let ancestral = |r: &GenerateRequest| GenerateRequest {
+        scheduler: Some("euler-a".parse().unwrap()),
+        ..r.clone()
+    };
+    let err = sd
+        .generate_batch(&[ancestral(&first), ancestral(&second)], &mut |_| ControlFlow::Continue(()))
+        .unwrap_err();
+    assert!(err.to_string().contains("one at a time"), "{err}");
+    assert!(sd.generate_batch(&[], &mut |_| ControlFlow::Continue(())).is_err());
+}

@@ -96,6 +96,20 @@ fn the_status_stream_sends_each_change_and_ends_after_completion() {
     assert_eq!(last["status"], "COMPLETED", "{events:?}");
     assert!(events.len() >= 3, "each step is a change: {events:?}");
     assert!(events.iter().all(|e| e["request_id"] == id.as_str()));
+    // Each event carries only the new log lines (the JS client appends them): together they are
+    // the request's log, once each.
+    let streamed: Vec<Value> = events
+        .iter()
+        .flat_map(|e| e["logs"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let status_url = format!("{}{QUEUE}/requests/{id}/status?logs=1", server.url);
+    let full = send("GET", &status_url, None, None).2["logs"].clone();
+    assert_eq!(Value::Array(streamed.clone()), full);
+    let steps: Vec<&str> = streamed
+        .iter()
+        .filter_map(|l| l["message"].as_str().filter(|m| m.starts_with("step ")))
+        .collect();
+    assert_eq!(steps, ["step 1/3", "step 2/3", "step 3/3"]);
 }
 
 #[test]
@@ -243,4 +257,36 @@ fn accepted_requests_and_results_survive_a_restart() {
     let status = wait_done(&format!("{}/status", base(&waiting_id)));
     assert!(status.get("error").is_none(), "the waiting request ran after the restart: {status}");
     assert_eq!(send("GET", &base(&waiting_id), None, None).2["seed"], 7);
+}
+
+#[test]
+fn queued_requests_of_the_same_shape_run_as_one_batch() {
+    let server = start(|c| c.max_batch = 4);
+    let submit = format!("{}{QUEUE}", server.url);
+    let (_, blocker, _) = send("POST", &submit, Some(&input(200)), None);
+    let blocker_base = format!("{}{QUEUE}/requests/{blocker}", server.url);
+    wait_running(&format!("{blocker_base}/status"));
+    let mut a = input(2);
+    a["seed"] = serde_json::json!(1);
+    let mut b = input(2);
+    b["seed"] = serde_json::json!(2);
+    b["prompt"] = serde_json::json!("another prompt");
+    let mut other_shape = input(3);
+    other_shape["seed"] = serde_json::json!(3);
+    let ids: Vec<String> = [&a, &b, &other_shape]
+        .iter()
+        .map(|body| send("POST", &submit, Some(body), None).1)
+        .collect();
+    send("PUT", &format!("{blocker_base}/cancel"), None, None);
+    let mut logs = Vec::new();
+    for (id, seed) in ids.iter().zip([1, 2, 3]) {
+        let status = wait_done(&format!("{}{QUEUE}/requests/{id}/status", server.url));
+        assert!(status.get("error").is_none(), "{status}");
+        let result = send("GET", &format!("{}{QUEUE}/requests/{id}", server.url), None, None).2;
+        assert_eq!(result["seed"], seed);
+        logs.push(status["logs"].to_string());
+    }
+    assert!(logs[0].contains("batched with 1 other"), "{}", logs[0]);
+    assert!(logs[1].contains("batched with 1 other"), "{}", logs[1]);
+    assert!(!logs[2].contains("batched"), "a different step count runs on its own: {}", logs[2]);
 }
