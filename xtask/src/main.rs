@@ -6,6 +6,9 @@
 //! - `fetch [--model-type T|all] [--base-repo R] [--no-face]`: downloads the weights of a fal
 //!   model type (default `1_5-v1`) into the Hugging Face and insightface caches, as
 //!   `faceid fetch` does.
+//! - `clients`: builds `faceid` and drives `faceid serve` with fal's official Python and
+//!   JavaScript clients (`tests/clients/run.sh`).
+//! - `loadtest [CLIENTS REQUESTS QUEUE]`: the bounded load test of the server on loopback.
 //! - `ci`: runs exactly what continuous integration runs (`.ci/run`).
 
 use std::path::{Path, PathBuf};
@@ -16,9 +19,12 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("fixtures") => fixtures(&args[1..]),
         Some("fetch") => fetch(&args[1..]),
+        Some("clients") => clients(),
+        Some("loadtest") => loadtest(&args[1..]),
         Some("ci") => run(Command::new("bash").arg(root().join(".ci/run"))),
         _ => Err("usage: cargo xtask fixtures [--only noise|schedulers|sd|face|faceid|hf_cache ...] \
-             | cargo xtask fetch [--model-type T|all] [--base-repo R] [--no-face] | cargo xtask ci"
+             | cargo xtask fetch [--model-type T|all] [--base-repo R] [--no-face] \
+             | cargo xtask clients | cargo xtask loadtest [CLIENTS REQUESTS QUEUE] | cargo xtask ci"
             .into()),
     };
     match result {
@@ -116,4 +122,30 @@ fn fetch(args: &[String]) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// The build of the test command of README.md (same features, so nothing is rebuilt).
+fn build_workspace() -> Result<(), String> {
+    run(Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["build", "--workspace", "--features", "faceid-core/wgpu"]))
+}
+
+fn clients() -> Result<(), String> {
+    build_workspace()?;
+    run(Command::new("bash")
+        .current_dir(root())
+        .arg("tests/clients/run.sh"))
+}
+
+fn loadtest(args: &[String]) -> Result<(), String> {
+    let value = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
+    run(Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["test", "--workspace", "--features", "faceid-core/wgpu", "--test", "it", "--"])
+        .args(["load::", "--nocapture"])
+        .env("FACEID_LOAD_TEST", "1")
+        .env("FACEID_LOAD_CLIENTS", value(0, "8"))
+        .env("FACEID_LOAD_REQUESTS", value(1, "4"))
+        .env("FACEID_LOAD_QUEUE", value(2, "8")))
 }
