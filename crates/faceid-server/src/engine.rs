@@ -191,7 +191,7 @@ fn finish(ctx: &Arc<Context>, id: String, outcome: Outcome, started: Instant) {
     if let Some(url) = webhook {
         let ctx = ctx.clone();
         std::thread::spawn(move || {
-            let (attempts, result) = webhook::deliver(&url, &body, &ctx.webhooks);
+            let (attempts, result) = webhook::deliver(&url, &body, &ctx.webhooks, &ctx.fetch);
             match result {
                 Ok(()) => ctx.jobs.log(
                     &id,

@@ -144,12 +144,12 @@ fn fetch(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, String> {
     if !policy.enabled {
         return Err("fetching URLs is disabled on this server; send the image as a data: URI".into());
     }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .max_redirects(0)
         .http_status_as_error(false)
         .timeout_global(Some(policy.timeout))
-        .build()
-        .into();
+        .build();
+    let agent = guarded_agent(config, policy);
     let mut current = url.to_string();
     for _ in 0..=policy.max_redirects {
         check_host(&current, policy)?;
@@ -240,4 +240,54 @@ pub(crate) fn check_host(url: &str, policy: &FetchPolicy) -> Result<(), String> 
         ));
     }
     Ok(())
+}
+
+/// Resolves names like the default resolver, then refuses internal addresses (unless the host
+/// is allow-listed). The connection is made to the addresses this returns, so a name that
+/// resolves differently between the check and the connection still cannot reach inside.
+struct GuardedResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    allow_hosts: Vec<String>,
+}
+
+impl ureq::unversioned::resolver::Resolver for GuardedResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+        if self.allow_hosts.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+            return Ok(addrs);
+        }
+        if let Some(bad) = addrs.iter().find(|a| is_internal(a.ip())) {
+            return Err(ureq::Error::BadUri(format!(
+                "{host} resolves to {}, an internal address this server does not fetch from",
+                bad.ip()
+            )));
+        }
+        Ok(addrs)
+    }
+}
+
+impl std::fmt::Debug for GuardedResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedResolver")
+            .field("allow_hosts", &self.allow_hosts)
+            .finish()
+    }
+}
+
+/// An agent whose connections only reach addresses the policy allows.
+pub(crate) fn guarded_agent(config: ureq::config::Config, policy: &FetchPolicy) -> ureq::Agent {
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        GuardedResolver {
+            inner: Default::default(),
+            allow_hosts: policy.allow_hosts.clone(),
+        },
+    )
 }

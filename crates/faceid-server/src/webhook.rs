@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::input::{FetchPolicy, check_host};
+use crate::input::{FetchPolicy, check_host, guarded_agent};
 use crate::jobs::Outcome;
 
 /// How deliveries are retried.
@@ -52,13 +52,18 @@ pub fn payload(request_id: &str, outcome: &Outcome) -> Value {
 }
 
 /// Delivers `body` to `url`, retrying; returns the attempts made and whether one succeeded.
-pub fn deliver(url: &str, body: &Value, policy: &WebhookPolicy) -> (u32, Result<(), String>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+pub fn deliver(
+    url: &str,
+    body: &Value,
+    policy: &WebhookPolicy,
+    hosts: &FetchPolicy,
+) -> (u32, Result<(), String>) {
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .timeout_global(Some(policy.timeout))
-        .build()
-        .into();
+        .build();
+    let agent = guarded_agent(config, hosts);
     let mut delay = policy.first_delay;
     let mut last = String::new();
     for attempt in 1..=policy.attempts.max(1) {
