@@ -6,6 +6,9 @@
 //! - `fetch [--model-type T|all] [--base-repo R] [--no-face]`: downloads the weights of a fal
 //!   model type (default `1_5-v1`) into the Hugging Face and insightface caches, as
 //!   `faceid fetch` does.
+//! - `bench [--rounds K] [--runs R] [WORKLOAD ...]`: the same full-size workloads here and in
+//!   PyTorch (`tests/bench/torch_workload.py`), alternating, 2 threads each; prints a table of
+//!   medians, the ratio ours/PyTorch and each side's peak memory.
 //! - `clients`: builds `faceid` and drives `faceid serve` with fal's official Python and
 //!   JavaScript clients (`tests/clients/run.sh`).
 //! - `loadtest [CLIENTS REQUESTS QUEUE]`: the bounded load test of the server on loopback.
@@ -20,10 +23,12 @@ fn main() -> ExitCode {
         Some("fixtures") => fixtures(&args[1..]),
         Some("fetch") => fetch(&args[1..]),
         Some("clients") => clients(),
+        Some("bench") => bench(&args[1..]),
         Some("loadtest") => loadtest(&args[1..]),
         Some("ci") => run(Command::new("bash").arg(root().join(".ci/run"))),
         _ => Err("usage: cargo xtask fixtures [--only noise|schedulers|sd|face|faceid|hf_cache ...] \
              | cargo xtask fetch [--model-type T|all] [--base-repo R] [--no-face] \
+             | cargo xtask bench [--rounds K] [--runs R] [WORKLOAD ...] \
              | cargo xtask clients | cargo xtask loadtest [CLIENTS REQUESTS QUEUE] | cargo xtask ci"
             .into()),
     };
@@ -54,7 +59,8 @@ fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
-fn fixtures(extra: &[String]) -> Result<(), String> {
+/// `.venv` with the pinned reference stack (tests/fixtures/requirements.txt); its python.
+fn reference_python() -> Result<PathBuf, String> {
     let root = root();
     let venv = root.join(".venv");
     let python = venv.join("bin/python");
@@ -67,6 +73,12 @@ fn fixtures(extra: &[String]) -> Result<(), String> {
     run(Command::new(&python)
         .args(["-m", "pip", "install", "-q", "-r"])
         .arg(&requirements))?;
+    Ok(python)
+}
+
+fn fixtures(extra: &[String]) -> Result<(), String> {
+    let root = root();
+    let python = reference_python()?;
     // One thread keeps the references reproducible and avoids oversubscription next to builds.
     run(Command::new(&python)
         .arg(root.join("tests/fixtures/generate.py"))
@@ -148,4 +160,88 @@ fn loadtest(args: &[String]) -> Result<(), String> {
         .env("FACEID_LOAD_CLIENTS", value(0, "8"))
         .env("FACEID_LOAD_REQUESTS", value(1, "4"))
         .env("FACEID_LOAD_QUEUE", value(2, "8")))
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let (mut rounds, mut runs, mut workloads) = (3usize, 2usize, Vec::new());
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let mut number = |name: &str| -> Result<usize, String> {
+            rest.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or(format!("{name} needs a number"))
+        };
+        match arg.as_str() {
+            "--rounds" => rounds = number("--rounds")?,
+            "--runs" => runs = number("--runs")?,
+            other => workloads.push(other.to_string()),
+        }
+    }
+    if workloads.is_empty() {
+        workloads = ["unet-64", "vae-decode-64", "text-encode"].map(String::from).to_vec();
+    }
+    let python = reference_python()?;
+    run(Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["build", "--workspace", "--features", "faceid-core/wgpu", "--examples"]))?;
+    let ours = root().join("target/debug/examples/bench_workload");
+    let measure = |command: &mut Command| -> Result<(Vec<f64>, f64), String> {
+        let output = command
+            .output()
+            .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "{command:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let line = String::from_utf8_lossy(&output.stdout);
+        let line = line.lines().last().unwrap_or_default();
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("bad output {line:?}: {e}"))?;
+        let times = value["times"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|v| v.as_f64()).collect())
+            .unwrap_or_default();
+        Ok((times, value["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)))
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut table = Vec::new();
+    for workload in &workloads {
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        let (mut mine_rss, mut theirs_rss) = (0f64, 0f64);
+        for round in 0..rounds {
+            eprintln!("xtask: {workload}, round {}/{rounds}", round + 1);
+            let (t, rss) = measure(
+                Command::new(&ours)
+                    .args([workload.as_str(), &runs.to_string()])
+                    .env("RAYON_NUM_THREADS", "2"),
+            )?;
+            mine.extend(t);
+            mine_rss = mine_rss.max(rss);
+            let (t, rss) = measure(
+                Command::new(&python)
+                    .arg(root().join("tests/bench/torch_workload.py"))
+                    .args([workload.as_str(), &runs.to_string(), "2"])
+                    .env("OMP_NUM_THREADS", "2"),
+            )?;
+            theirs.extend(t);
+            theirs_rss = theirs_rss.max(rss);
+        }
+        let n = mine.len();
+        let (a, b) = (median(mine), median(theirs));
+        table.push(format!(
+            "| {workload} | {n} | {a:.3} s | {b:.3} s | {:.2}x | {mine_rss:.0} MiB | {theirs_rss:.0} MiB |",
+            a / b
+        ));
+    }
+    println!("| workload | runs each | faceid (flex) median | PyTorch median | ours/PyTorch | faceid peak RSS | PyTorch peak RSS |");
+    println!("|---|---|---|---|---|---|---|");
+    for row in table {
+        println!("{row}");
+    }
+    Ok(())
 }
