@@ -20,6 +20,21 @@ pub struct WeightsArgs {
     /// A weights manifest replacing the built-in one.
     #[arg(long, env = "FACEID_MANIFEST")]
     pub manifest: Option<PathBuf>,
+    /// A local diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/,
+    /// ...) instead of the model type's base model from the hub.
+    #[arg(long, env = "FACEID_BASE_MODEL")]
+    pub base_model: Option<PathBuf>,
+    /// A local VAE folder replacing the model's own.
+    #[arg(long)]
+    pub vae: Option<PathBuf>,
+    /// A local IP-Adapter FaceID checkpoint (ip-adapter-faceid_sd15.bin or .safetensors)
+    /// instead of the model type's from the hub.
+    #[arg(long, env = "FACEID_IP_ADAPTER")]
+    pub ip_adapter: Option<PathBuf>,
+    /// A local ArcFace ONNX model instead of the model type's (insightface buffalo_l's
+    /// w600k_r50.onnx).
+    #[arg(long, env = "FACEID_RECOGNIZER")]
+    pub recognizer: Option<PathBuf>,
 }
 
 /// `faceid fetch`: download what a model type needs, ahead of use.
@@ -36,6 +51,18 @@ pub struct FetchArgs {
 }
 
 impl WeightsArgs {
+    /// The local files given, with a detector file if the command takes one.
+    pub fn local(&self, detector: Option<PathBuf>) -> LocalFiles {
+        LocalFiles {
+            base: self.base_model.clone(),
+            vae: self.vae.clone(),
+            ip_adapter: self.ip_adapter.clone(),
+            image_encoder: None,
+            detector,
+            recognizer: self.recognizer.clone(),
+        }
+    }
+
     /// The manifest and the environment's hub settings.
     pub fn weights(&self) -> Result<Weights, CliError> {
         let manifest = match &self.manifest {
@@ -68,7 +95,7 @@ impl WeightsArgs {
 pub fn run(args: FetchArgs) -> Result<(), CliError> {
     let files = args
         .weights
-        .resolve(LocalFiles::default(), !args.no_face, !args.no_face)?;
+        .resolve(args.weights.local(None), !args.no_face, !args.no_face)?;
     let mut listed: Vec<(&str, PathBuf)> = vec![("base model", files.base.clone())];
     let optional = [
         ("vae", &files.vae),

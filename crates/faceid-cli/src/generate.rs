@@ -13,7 +13,7 @@ use faceid_pipeline::{
     AdapterOptions, GenerateRequest, LoraSource, SchedulerKind, StableDiffusion, grid,
     identity_from_images,
 };
-use faceid_hub::{LocalFiles, ModelFiles};
+use faceid_hub::ModelFiles;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::CliError;
@@ -33,13 +33,6 @@ pub struct GenerateArgs {
     /// Where the weights come from.
     #[command(flatten)]
     weights: WeightsArgs,
-    /// A local diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/,
-    /// ...) instead of the model type's base model from the hub.
-    #[arg(long, env = "FACEID_BASE_MODEL")]
-    base_model: Option<PathBuf>,
-    /// A VAE folder replacing the model's own.
-    #[arg(long)]
-    vae: Option<PathBuf>,
     /// ddim, euler, euler-a, dpmpp-2m or dpmpp-2m-karras (default: the model's own, else ddim).
     #[arg(long)]
     scheduler: Option<SchedulerKind>,
@@ -65,10 +58,6 @@ pub struct GenerateArgs {
     /// Initial latents [num_samples, 4, height/8, width/8] from a .npy or .safetensors file.
     #[arg(long)]
     latents: Option<PathBuf>,
-    /// A local IP-Adapter FaceID checkpoint (ip-adapter-faceid_sd15.bin or .safetensors)
-    /// instead of the model type's from the hub.
-    #[arg(long, env = "FACEID_IP_ADAPTER")]
-    ip_adapter: Option<PathBuf>,
     /// A kohya-style LoRA file replacing the checkpoint's own LoRA
     /// (ip-adapter-faceid_sd15_lora.safetensors).
     #[arg(long)]
@@ -82,10 +71,6 @@ pub struct GenerateArgs {
     /// A precomputed identity ([1, 512] or [512], .npy or .safetensors) instead of photos.
     #[arg(long, conflicts_with_all = ["faces", "faces_zip"])]
     face_embedding: Option<PathBuf>,
-    /// A local ArcFace ONNX model for --face / --faces-zip instead of the model type's
-    /// (insightface buffalo_l's w600k_r50.onnx).
-    #[arg(long, env = "FACEID_RECOGNIZER")]
-    recognizer: Option<PathBuf>,
     /// `retinaface` (built in) or an SCRFD / RetinaFace ONNX file. Default: the model type's
     /// detector (buffalo_l's det_10g.onnx) when its recognizer is used too, else `retinaface`.
     #[arg(long)]
@@ -129,15 +114,8 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     let photos = !args.faces.is_empty() || args.faces_zip.is_some();
     let wants_face = photos || args.face_embedding.is_some();
     let files = args.weights.resolve(
-        LocalFiles {
-            base: args.base_model.clone(),
-            vae: args.vae.clone(),
-            ip_adapter: args.ip_adapter.clone(),
-            image_encoder: None,
-            detector: None,
-            recognizer: args.recognizer.clone(),
-        },
-        wants_face || args.ip_adapter.is_some(),
+        args.weights.local(None),
+        wants_face || args.weights.ip_adapter.is_some(),
         photos,
     )?;
     let spinner = ProgressBar::new_spinner().with_message("loading model");

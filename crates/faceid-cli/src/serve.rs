@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use clap::Args;
 use faceid_core::DeviceKind;
-use faceid_hub::LocalFiles;
 use faceid_server::{FetchPolicy, Models, Server, ServerConfig, WebhookPolicy};
 
 use crate::CliError;
@@ -69,18 +68,6 @@ pub struct ServeArgs {
     /// Where the weights come from (the model type loaded at start).
     #[command(flatten)]
     weights: WeightsArgs,
-    /// A local diffusers folder replacing every request's base model.
-    #[arg(long, env = "FACEID_BASE_MODEL")]
-    base_model: Option<PathBuf>,
-    /// A local VAE folder.
-    #[arg(long)]
-    vae: Option<PathBuf>,
-    /// A local IP-Adapter FaceID checkpoint.
-    #[arg(long, env = "FACEID_IP_ADAPTER")]
-    ip_adapter: Option<PathBuf>,
-    /// A local ArcFace ONNX model.
-    #[arg(long, env = "FACEID_RECOGNIZER")]
-    recognizer: Option<PathBuf>,
     /// A local face detector ONNX model.
     #[arg(long)]
     detector: Option<PathBuf>,
@@ -94,14 +81,7 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let device = args.device.device()?;
-    let local = LocalFiles {
-        base: args.base_model.clone(),
-        vae: args.vae.clone(),
-        ip_adapter: args.ip_adapter.clone(),
-        image_encoder: None,
-        detector: args.detector.clone(),
-        recognizer: args.recognizer.clone(),
-    };
+    let local = args.weights.local(args.detector.clone());
     let models = Models::new(args.weights.weights()?, local, device);
     if !args.lazy {
         let base = args.weights.base_repo.clone().unwrap_or_else(|| {
