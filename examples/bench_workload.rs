@@ -48,7 +48,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let sample = normal([2, 4, side, side], &device);
             let context = normal([2, 77, 768], &device);
             Box::new(move || {
-                let out = unet.forward(sample.clone(), 981.0, &context).expect("forward");
+                let out = unet
+                    .forward(sample.clone(), 981.0, &context)
+                    .expect("forward");
                 let _ = out.into_data();
             })
         }

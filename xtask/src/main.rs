@@ -26,11 +26,13 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("loadtest") => loadtest(&args[1..]),
         Some("ci") => run(Command::new("bash").arg(root().join(".ci/run"))),
-        _ => Err("usage: cargo xtask fixtures [--only noise|schedulers|sd|face|faceid|hf_cache ...] \
+        _ => Err(
+            "usage: cargo xtask fixtures [--only noise|schedulers|sd|face|faceid|hf_cache ...] \
              | cargo xtask fetch [--model-type T|all] [--base-repo R] [--no-face] \
              | cargo xtask bench [--rounds K] [--runs R] [WORKLOAD ...] \
              | cargo xtask clients | cargo xtask loadtest [CLIENTS REQUESTS QUEUE] | cargo xtask ci"
-            .into()),
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,7 +98,9 @@ fn fetch(args: &[String]) -> Result<(), String> {
             "--model-type" => {
                 model_types = vec![rest.next().ok_or("--model-type needs a value")?.clone()]
             }
-            "--base-repo" => base_repo = Some(rest.next().ok_or("--base-repo needs a value")?.clone()),
+            "--base-repo" => {
+                base_repo = Some(rest.next().ok_or("--base-repo needs a value")?.clone())
+            }
             "--no-face" => face = false,
             other => return Err(format!("fetch: unknown argument '{other}'")),
         }
@@ -138,9 +142,12 @@ fn fetch(args: &[String]) -> Result<(), String> {
 
 /// The build of the test command of README.md (same features, so nothing is rebuilt).
 fn build_workspace() -> Result<(), String> {
-    run(Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args(["build", "--workspace", "--features", "faceid-core/wgpu"]))
+    run(Command::new(env!("CARGO")).current_dir(root()).args([
+        "build",
+        "--workspace",
+        "--features",
+        "faceid-core/wgpu",
+    ]))
 }
 
 fn clients() -> Result<(), String> {
@@ -154,7 +161,15 @@ fn loadtest(args: &[String]) -> Result<(), String> {
     let value = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
     run(Command::new(env!("CARGO"))
         .current_dir(root())
-        .args(["test", "--workspace", "--features", "faceid-core/wgpu", "--test", "it", "--"])
+        .args([
+            "test",
+            "--workspace",
+            "--features",
+            "faceid-core/wgpu",
+            "--test",
+            "it",
+            "--",
+        ])
         .args(["load::", "--nocapture"])
         .env("FACEID_LOAD_TEST", "1")
         .env("FACEID_LOAD_CLIENTS", value(0, "8"))
@@ -178,12 +193,18 @@ fn bench(args: &[String]) -> Result<(), String> {
         }
     }
     if workloads.is_empty() {
-        workloads = ["unet-64", "vae-decode-64", "text-encode"].map(String::from).to_vec();
+        workloads = ["unet-64", "vae-decode-64", "text-encode"]
+            .map(String::from)
+            .to_vec();
     }
     let python = reference_python()?;
-    run(Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args(["build", "--workspace", "--features", "faceid-core/wgpu", "--examples"]))?;
+    run(Command::new(env!("CARGO")).current_dir(root()).args([
+        "build",
+        "--workspace",
+        "--features",
+        "faceid-core/wgpu",
+        "--examples",
+    ]))?;
     let ours = root().join("target/debug/examples/bench_workload");
     let measure = |command: &mut Command| -> Result<(Vec<f64>, f64), String> {
         let output = command
@@ -238,7 +259,9 @@ fn bench(args: &[String]) -> Result<(), String> {
             a / b
         ));
     }
-    println!("| workload | runs each | faceid (flex) median | PyTorch median | ours/PyTorch | faceid peak RSS | PyTorch peak RSS |");
+    println!(
+        "| workload | runs each | faceid (flex) median | PyTorch median | ours/PyTorch | faceid peak RSS | PyTorch peak RSS |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for row in table {
         println!("{row}");

@@ -121,7 +121,11 @@ pub fn run(args: FetchArgs) -> Result<(), CliError> {
         "{}: {} file(s) downloaded, everything else was already cached{}",
         args.weights.model_type,
         files.downloaded.len(),
-        if args.verify { "; all digests verified" } else { "" }
+        if args.verify {
+            "; all digests verified"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

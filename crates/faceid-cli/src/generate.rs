@@ -9,11 +9,11 @@ use faceid_face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceChoice, FaceImage, ImageLimits,
     RecognizerModel, ZipLimits, read_zip,
 };
+use faceid_hub::ModelFiles;
 use faceid_pipeline::{
     AdapterOptions, GenerateRequest, LoraSource, SchedulerKind, StableDiffusion, grid,
     identity_from_images,
 };
-use faceid_hub::ModelFiles;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::CliError;
@@ -216,8 +216,7 @@ fn identity(
             .clone()
             .map_or(DetectorModel::BuiltinRetinaFace, DetectorModel::File)
     });
-    let analyzer =
-        FaceAnalyzer::new(detector, Some(RecognizerModel::File(recognizer)), device)?;
+    let analyzer = FaceAnalyzer::new(detector, Some(RecognizerModel::File(recognizer)), device)?;
     let limits = ImageLimits::default();
     let mut images = args
         .faces

@@ -12,9 +12,11 @@ use crate::CliError;
 use crate::fetch::WeightsArgs;
 
 #[derive(Args)]
-#[command(after_help = "Logs go to stderr: FACEID_LOG sets the level (info by default; debug, warn, ...), \
+#[command(
+    after_help = "Logs go to stderr: FACEID_LOG sets the level (info by default; debug, warn, ...), \
 FACEID_LOG_FORMAT=json writes one JSON object per line. Hugging Face downloads honour HF_HOME, \
-HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE.")]
+HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE."
+)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "FACEID_BIND", default_value = "127.0.0.1:8000")]
@@ -53,7 +55,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FACEID_NO_URL_FETCH")]
     no_url_fetch: bool,
     /// A host that input URLs may reach even though it is loopback or private (repeatable).
-    #[arg(long = "allow-fetch-host", env = "FACEID_ALLOW_FETCH_HOSTS", value_delimiter = ',')]
+    #[arg(
+        long = "allow-fetch-host",
+        env = "FACEID_ALLOW_FETCH_HOSTS",
+        value_delimiter = ','
+    )]
     allow_fetch_hosts: Vec<String>,
     /// Where accepted requests and their results are kept, so that they survive a restart.
     /// Without it they live in memory only.
@@ -84,9 +90,11 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let local = args.weights.local(args.detector.clone());
     let models = Models::new(args.weights.weights()?, local, device);
     if !args.lazy {
-        let base = args.weights.base_repo.clone().unwrap_or_else(|| {
-            faceid_pipeline::fal::DEFAULT_BASE_1_5_REPO.to_string()
-        });
+        let base = args
+            .weights
+            .base_repo
+            .clone()
+            .unwrap_or_else(|| faceid_pipeline::fal::DEFAULT_BASE_1_5_REPO.to_string());
         eprintln!("loading {} ({base})", args.weights.model_type);
         models.get(&args.weights.model_type, &base)?;
     }
@@ -94,7 +102,11 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         bind: args.bind,
         public_url: args.public_url,
         tls: args.tls_cert.zip(args.tls_key),
-        api_keys: args.api_keys.into_iter().filter(|k| !k.is_empty()).collect(),
+        api_keys: args
+            .api_keys
+            .into_iter()
+            .filter(|k| !k.is_empty())
+            .collect(),
         queue_capacity: args.queue_capacity,
         concurrency: args.concurrency,
         max_batch: args.max_batch,

@@ -97,7 +97,10 @@ impl Hub {
     /// directly in `snapshots/`.
     pub fn cached(&self, file: &RepoFile) -> Option<PathBuf> {
         let cache = Cache::new(self.settings.cache_dir.clone());
-        if let Some(path) = cache.repo(Self::repo(&file.repo, &file.revision)).get(&file.path) {
+        if let Some(path) = cache
+            .repo(Self::repo(&file.repo, &file.revision))
+            .get(&file.path)
+        {
             return Some(path);
         }
         if file.revision.len() == 40 && file.revision.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -142,7 +145,7 @@ impl Hub {
         }
         if self.settings.offline {
             return Err(HubError::Offline {
-            flag_hint: String::new(),
+                flag_hint: String::new(),
                 what: format!("{repo}/{}", candidates.join(" or ")),
                 cache: self.settings.cache_dir.clone(),
                 model_type: model_type.to_string(),

@@ -114,40 +114,43 @@ fn download_resumable(
         if done > 0 {
             request = request.header("Range", format!("bytes={done}-"));
         }
-        let result = request.call().map_err(|e| fail(e.to_string())).and_then(|response| {
-            let resumed = response.status().as_u16() == 206;
-            let remaining: u64 = response
-                .headers()
-                .get("content-length")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let (offset, mut file) = if resumed {
-                let file = OpenOptions::new()
-                    .append(true)
-                    .open(&part)
-                    .map_err(HubError::io(&part))?;
-                (done, file)
-            } else {
-                (0, File::create(&part).map_err(HubError::io(&part))?)
-            };
-            if !started {
-                started = true;
-                progress.start(url, offset + remaining, offset);
-            }
-            let mut body = response.into_body();
-            let mut reader = body.as_reader();
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = reader.read(&mut buf).map_err(|e| fail(e.to_string()))?;
-                if n == 0 {
-                    break;
+        let result = request
+            .call()
+            .map_err(|e| fail(e.to_string()))
+            .and_then(|response| {
+                let resumed = response.status().as_u16() == 206;
+                let remaining: u64 = response
+                    .headers()
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let (offset, mut file) = if resumed {
+                    let file = OpenOptions::new()
+                        .append(true)
+                        .open(&part)
+                        .map_err(HubError::io(&part))?;
+                    (done, file)
+                } else {
+                    (0, File::create(&part).map_err(HubError::io(&part))?)
+                };
+                if !started {
+                    started = true;
+                    progress.start(url, offset + remaining, offset);
                 }
-                file.write_all(&buf[..n]).map_err(HubError::io(&part))?;
-                progress.advance(n as u64);
-            }
-            file.sync_all().map_err(HubError::io(&part))
-        });
+                let mut body = response.into_body();
+                let mut reader = body.as_reader();
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = reader.read(&mut buf).map_err(|e| fail(e.to_string()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    file.write_all(&buf[..n]).map_err(HubError::io(&part))?;
+                    progress.advance(n as u64);
+                }
+                file.sync_all().map_err(HubError::io(&part))
+            });
         match result {
             Ok(()) => break,
             Err(HubError::Download { .. }) if attempt < retries => {

@@ -41,8 +41,8 @@ pub use manifest::{
     BUILTIN_MANIFEST, Component, ComponentKind, FileEntry, Manifest, ModelTypeEntry, Sources,
     is_sha256,
 };
-pub use progress::{FetchProgress, Quiet};
 #[cfg(feature = "progress-bars")]
 pub use progress::ProgressBars;
+pub use progress::{FetchProgress, Quiet};
 pub use resolve::{LocalFiles, ModelFiles, ModelRequest, Weights};
 pub use settings::{Env, HubSettings, ProcessEnv};

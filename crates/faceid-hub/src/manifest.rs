@@ -155,7 +155,11 @@ impl Component {
     /// Expected download size of the whole component in MB (the large files).
     pub fn approx_mb(&self) -> u64 {
         self.archive_approx_mb.unwrap_or(0)
-            + self.files.iter().filter_map(FileEntry::approx_mb).sum::<u64>()
+            + self
+                .files
+                .iter()
+                .filter_map(FileEntry::approx_mb)
+                .sum::<u64>()
     }
 }
 
@@ -239,18 +243,21 @@ impl Manifest {
             .get(name)
             .ok_or_else(|| HubError::UnknownModelType {
                 name: name.to_string(),
-                known: self.model_types.keys().cloned().collect::<Vec<_>>().join(", "),
+                known: self
+                    .model_types
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
     }
 
     /// A component by name.
     pub fn component(&self, name: &str) -> Result<&Component, HubError> {
-        self.components
-            .get(name)
-            .ok_or_else(|| HubError::Manifest {
-                origin: "manifest".into(),
-                reason: format!("no component '{name}'"),
-            })
+        self.components.get(name).ok_or_else(|| HubError::Manifest {
+            origin: "manifest".into(),
+            reason: format!("no component '{name}'"),
+        })
     }
 }
 
@@ -279,7 +286,9 @@ fn component_problem(c: &Component) -> Option<String> {
     }
     for digest in c.sha256.values() {
         if !is_sha256(digest) {
-            return Some(format!("'{digest}' is not a SHA-256 digest (64 hex digits)"));
+            return Some(format!(
+                "'{digest}' is not a SHA-256 digest (64 hex digits)"
+            ));
         }
     }
     None

@@ -53,7 +53,10 @@ pub struct MockHub {
 
 /// The SHA-256 of bytes in hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Files stored with Git LFS on the hub (the weights); others are plain git files.
@@ -113,12 +116,22 @@ impl MockHub {
 
     /// Makes a repository gated: only `Authorization: Bearer TOKEN` gets in.
     pub fn gate(&self, repo: &str, token: &str) {
-        self.state.lock().unwrap().repos.get_mut(repo).expect("repo").token = Some(token.into());
+        self.state
+            .lock()
+            .unwrap()
+            .repos
+            .get_mut(repo)
+            .expect("repo")
+            .token = Some(token.into());
     }
 
     /// Serves a plain file at a URL path (`/releases/buffalo_l.zip`).
     pub fn add_asset(&self, path: &str, bytes: Vec<u8>) {
-        self.state.lock().unwrap().objects.insert(path.into(), bytes);
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .insert(path.into(), bytes);
     }
 
     /// Serves a repository file with one byte changed (its advertised digest unchanged).
@@ -135,7 +148,11 @@ impl MockHub {
 
     /// The next full transfer of this URL path stops halfway (the connection drops).
     pub fn truncate_once(&self, url_path: &str) {
-        self.state.lock().unwrap().truncate_once.insert(url_path.into());
+        self.state
+            .lock()
+            .unwrap()
+            .truncate_once
+            .insert(url_path.into());
     }
 
     /// The URL path a repository file's content is served from (its LFS address for weights).
@@ -287,12 +304,18 @@ fn gate(repo: &Repo, req: &Logged) -> Option<Reply> {
     match &req.authorization {
         Some(auth) if auth == &format!("Bearer {token}") => None,
         Some(_) => Some(
-            Reply::new(403, br#"{"error":"Access to this model is restricted"}"#.to_vec())
-                .header("X-Error-Code", "GatedRepo"),
+            Reply::new(
+                403,
+                br#"{"error":"Access to this model is restricted"}"#.to_vec(),
+            )
+            .header("X-Error-Code", "GatedRepo"),
         ),
         None => Some(
-            Reply::new(401, br#"{"error":"Access to this model is restricted"}"#.to_vec())
-                .header("X-Error-Code", "GatedRepo"),
+            Reply::new(
+                401,
+                br#"{"error":"Access to this model is restricted"}"#.to_vec(),
+            )
+            .header("X-Error-Code", "GatedRepo"),
         ),
     }
 }
@@ -315,10 +338,8 @@ fn content(state: &mut State, key: &str, mut bytes: Vec<u8>, req: &Logged) -> Re
             (start.min(total), end.min(total.saturating_sub(1)))
         });
     let mut reply = match range {
-        Some((start, end)) if start < total => {
-            Reply::new(206, bytes[start..=end].to_vec())
-                .header("Content-Range", format!("bytes {start}-{end}/{total}"))
-        }
+        Some((start, end)) if start < total => Reply::new(206, bytes[start..=end].to_vec())
+            .header("Content-Range", format!("bytes {start}-{end}/{total}")),
         Some(_) => Reply::new(416, Vec::new()).header("Content-Range", format!("bytes */{total}")),
         None => Reply::new(200, bytes),
     };
@@ -397,7 +418,10 @@ pub fn publish_tiny_models(hub: &MockHub, root: &std::path::Path) -> std::io::Re
         "stabilityai/sd-vae-ft-mse",
         "2222222222222222222222222222222222222222",
         vec![
-            ("config.json".into(), read(&format!("{tiny}/vae/config.json"))?),
+            (
+                "config.json".into(),
+                read(&format!("{tiny}/vae/config.json"))?,
+            ),
             (
                 "diffusion_pytorch_model.safetensors".into(),
                 read(&format!("{tiny}/vae/diffusion_pytorch_model.safetensors"))?,

@@ -111,7 +111,12 @@ impl Weights {
         let local = &request.local;
         let base = match &local.base {
             Some(path) => path.clone(),
-            None => run.folder(&entry.base, request.base_repo.as_deref(), None, "--base-model")?,
+            None => run.folder(
+                &entry.base,
+                request.base_repo.as_deref(),
+                None,
+                "--base-model",
+            )?,
         };
         let vae = match (&local.vae, &entry.vae, &local.base) {
             (Some(path), _, _) => Some(path.clone()),
@@ -178,7 +183,12 @@ impl Run<'_> {
     }
 
     /// Every file of a hub component; returns them in manifest order.
-    fn files(&mut self, name: &str, repo: Option<&str>, flag: &str) -> Result<Vec<Fetched>, HubError> {
+    fn files(
+        &mut self,
+        name: &str,
+        repo: Option<&str>,
+        flag: &str,
+    ) -> Result<Vec<Fetched>, HubError> {
         let component = self.component(name, flag)?.clone();
         let repo = repo
             .or(component.repo.as_deref())
@@ -221,7 +231,10 @@ impl Run<'_> {
     }
 
     fn notice_licence(&mut self, name: &str, repo: &str, component: &Component) {
-        let mut message = format!("downloading {name} from {repo} (licence: {})", component.license);
+        let mut message = format!(
+            "downloading {name} from {repo} (licence: {})",
+            component.license
+        );
         if !component.commercial_use {
             message.push_str(": these weights are for non-commercial use only");
         }
@@ -272,16 +285,27 @@ impl Run<'_> {
     /// The detector and recognizer of a face component.
     fn face(&mut self, name: &str) -> Result<(PathBuf, PathBuf), HubError> {
         let component = self.component(name, "--recognizer")?.clone();
-        let detector = component.detector.as_deref().expect("checked by the manifest");
-        let recognizer = component.recognizer.as_deref().expect("checked by the manifest");
+        let detector = component
+            .detector
+            .as_deref()
+            .expect("checked by the manifest");
+        let recognizer = component
+            .recognizer
+            .as_deref()
+            .expect("checked by the manifest");
         match component.kind {
             ComponentKind::InsightfacePack => {
                 let pack = component.pack.as_deref().expect("checked by the manifest");
                 let settings = self.weights.hub.settings();
                 let needed = [detector, recognizer];
-                let complete = needed
-                    .iter()
-                    .all(|f| settings.insightface_root.join("models").join(pack).join(f).is_file());
+                let complete = needed.iter().all(|f| {
+                    settings
+                        .insightface_root
+                        .join("models")
+                        .join(pack)
+                        .join(f)
+                        .is_file()
+                });
                 if !complete && !settings.offline {
                     let repo = format!("insightface ({})", settings.insightface_url);
                     self.notice_licence(name, &repo, &component);
@@ -290,7 +314,10 @@ impl Run<'_> {
                     settings,
                     &PackRequest {
                         pack,
-                        archive: component.archive.as_deref().expect("checked by the manifest"),
+                        archive: component
+                            .archive
+                            .as_deref()
+                            .expect("checked by the manifest"),
                         archive_sha256: component.archive_sha256.as_deref(),
                         needed: &needed,
                         model_type: self.model_type,

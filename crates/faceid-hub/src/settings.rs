@@ -80,9 +80,9 @@ impl HubSettings {
                 .unwrap_or_else(|| hf_home.join("token"));
             read_token(&path)
         });
-        let offline = env
-            .var("HF_HUB_OFFLINE")
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let offline = env.var("HF_HUB_OFFLINE").is_some_and(|v| {
+            matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+        });
         let endpoint = env
             .var("HF_ENDPOINT")
             .unwrap_or_else(|| manifest.sources.hub.clone());

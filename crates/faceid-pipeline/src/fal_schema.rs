@@ -206,7 +206,11 @@ pub fn input_schema() -> Value {
         p["description"] = json!(f.description);
         properties.insert(f.name.into(), p);
     }
-    let required: Vec<&str> = FIELDS.iter().filter(|f| f.required).map(|f| f.name).collect();
+    let required: Vec<&str> = FIELDS
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| f.name)
+        .collect();
     json!({"type": "object", "title": "Input", "properties": properties, "required": required})
 }
 

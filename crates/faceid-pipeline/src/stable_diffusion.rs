@@ -305,9 +305,19 @@ impl StableDiffusion {
     /// scheduler and eta, and both with or both without a face. Prompts, seeds, identities and
     /// sample counts may differ.
     pub fn same_shape(a: &GenerateRequest, b: &GenerateRequest) -> bool {
-        (a.width, a.height, a.steps, a.scheduler, a.face_embedding.is_some())
-            == (b.width, b.height, b.steps, b.scheduler, b.face_embedding.is_some())
-            && a.guidance_scale == b.guidance_scale
+        (
+            a.width,
+            a.height,
+            a.steps,
+            a.scheduler,
+            a.face_embedding.is_some(),
+        ) == (
+            b.width,
+            b.height,
+            b.steps,
+            b.scheduler,
+            b.face_embedding.is_some(),
+        ) && a.guidance_scale == b.guidance_scale
             && a.eta == b.eta
     }
 
@@ -340,7 +350,10 @@ impl StableDiffusion {
         if requests.len() > 1 && (kind == SchedulerKind::EulerAncestral || first.eta != 0.0) {
             return Err(PipelineError::InvalidRequest {
                 field: "requests",
-                reason: format!("{kind} with eta {} draws noise at every step: run its requests one at a time", first.eta),
+                reason: format!(
+                    "{kind} with eta {} draws noise at every step: run its requests one at a time",
+                    first.eta
+                ),
             });
         }
         let guided = first.guidance_scale > 1.0;
@@ -353,7 +366,10 @@ impl StableDiffusion {
         for r in requests {
             positives.push(self.encode_prompt(&r.prompt)?.repeat_dim(0, r.num_samples));
             if guided {
-                negatives.push(self.encode_prompt(&r.negative_prompt)?.repeat_dim(0, r.num_samples));
+                negatives.push(
+                    self.encode_prompt(&r.negative_prompt)?
+                        .repeat_dim(0, r.num_samples),
+                );
             }
         }
         let context = Tensor::cat(negatives.into_iter().chain(positives).collect(), 0);
@@ -368,7 +384,11 @@ impl StableDiffusion {
                 }
                 for r in requests {
                     let embedding = r.face_embedding.as_ref().expect("checked: all have a face");
-                    parts.push(adapter.image_tokens(&embedding.data, &[512])?.repeat_dim(0, r.num_samples));
+                    parts.push(
+                        adapter
+                            .image_tokens(&embedding.data, &[512])?
+                            .repeat_dim(0, r.num_samples),
+                    );
                 }
                 Some(Tensor::cat(parts, 0))
             }

@@ -78,7 +78,11 @@ pub fn run(
                 .collect();
         }
     };
-    let label = format!("model {} ({})", first.model_type.name(), models.base_label(base_repo));
+    let label = format!(
+        "model {} ({})",
+        first.model_type.name(),
+        models.base_label(base_repo)
+    );
     let mut prepared: Vec<(Work, GenerateRequest)> = Vec::new();
     for work in batch {
         if work.cancel.load(Ordering::SeqCst) {
@@ -96,7 +100,14 @@ pub fn run(
     }
     if prepared.len() > 1 {
         for (work, _) in &prepared {
-            jobs.log(&work.id, "INFO", format!("batched with {} other request(s) of the same shape", prepared.len() - 1));
+            jobs.log(
+                &work.id,
+                "INFO",
+                format!(
+                    "batched with {} other request(s) of the same shape",
+                    prepared.len() - 1
+                ),
+            );
         }
     }
     let requests: Vec<GenerateRequest> = prepared.iter().map(|(_, r)| r.clone()).collect();
@@ -108,7 +119,10 @@ pub fn run(
                 jobs.log(&work.id, "INFO", format!("step {}/{}", p.step, p.total));
             }
         }
-        if prepared.iter().all(|(w, _)| w.cancel.load(Ordering::SeqCst)) {
+        if prepared
+            .iter()
+            .all(|(w, _)| w.cancel.load(Ordering::SeqCst))
+        {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -133,7 +147,11 @@ pub fn run(
         }
         Err(e) => {
             let failure = pipeline_failure(e);
-            results.extend(prepared.into_iter().map(|(w, _)| (w.id, Err(Some(failure.clone())))));
+            results.extend(
+                prepared
+                    .into_iter()
+                    .map(|(w, _)| (w.id, Err(Some(failure.clone())))),
+            );
         }
     }
     results
@@ -158,7 +176,11 @@ fn prepare(
         message: e.to_string(),
         kind: "FaceError",
     })?;
-    jobs.log(&work.id, "INFO", format!("face identity from {} image(s)", images.len()));
+    jobs.log(
+        &work.id,
+        "INFO",
+        format!("face identity from {} image(s)", images.len()),
+    );
     let seed = input.seed.unwrap_or_else(random_seed);
     let request = input.to_generate_request(seed, Some(identity));
     loaded.sd.check(&request).map_err(pipeline_failure)?;

@@ -83,7 +83,10 @@ impl Models {
             .map_err(|e| e.to_string())?;
         let mut sd = StableDiffusion::from_dir(&files.base, files.vae.as_deref(), &self.device)
             .map_err(|e| e.to_string())?;
-        let adapter = files.ip_adapter.as_ref().ok_or("no IP-Adapter checkpoint")?;
+        let adapter = files
+            .ip_adapter
+            .as_ref()
+            .ok_or("no IP-Adapter checkpoint")?;
         sd.install_faceid(
             adapter,
             &AdapterOptions {
@@ -180,7 +183,10 @@ fn outcome(
 fn finish(ctx: &Arc<Context>, id: String, outcome: Outcome, started: Instant) {
     let Context { jobs, metrics, .. } = &**ctx;
     let status = outcome.status_code;
-    let cancelled = outcome.error.as_ref().is_some_and(|e| e.1 == "RequestCancelled");
+    let cancelled = outcome
+        .error
+        .as_ref()
+        .is_some_and(|e| e.1 == "RequestCancelled");
     metrics.finished(
         (!cancelled).then_some(status),
         started.elapsed().as_secs_f64(),

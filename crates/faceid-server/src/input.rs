@@ -55,22 +55,23 @@ pub fn face_images(input: &FalRequest, policy: &FetchPolicy) -> Result<Vec<FaceI
     if let Some(url) = &input.face_image_url {
         let field = "face_image_url";
         let bytes = load(url, field, policy)?;
-        images.push(FaceImage::from_bytes(field, &bytes, &limits).map_err(|e| InputError {
-            field,
-            message: format!("not a readable image: {e}"),
-            kind: "image_load_error",
-        })?);
+        images.push(
+            FaceImage::from_bytes(field, &bytes, &limits).map_err(|e| InputError {
+                field,
+                message: format!("not a readable image: {e}"),
+                kind: "image_load_error",
+            })?,
+        );
     }
     if let Some(url) = &input.face_images_data_url {
         let field = "face_images_data_url";
         let bytes = load(url, field, policy)?;
-        let found = read_zip(field, &bytes, &ZipLimits::default(), &limits).map_err(|e| {
-            InputError {
+        let found =
+            read_zip(field, &bytes, &ZipLimits::default(), &limits).map_err(|e| InputError {
                 field,
                 message: format!("not a readable zip of face images: {e}"),
                 kind: "zip_load_error",
-            }
-        })?;
+            })?;
         images.extend(found);
     }
     Ok(images)
@@ -84,9 +85,12 @@ pub fn load(url: &str, field: &'static str, policy: &FetchPolicy) -> Result<Vec<
         kind,
     };
     if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) = rest
-            .split_once(',')
-            .ok_or_else(|| fail("a data URI needs a comma before its data".into(), "url_error"))?;
+        let (meta, data) = rest.split_once(',').ok_or_else(|| {
+            fail(
+                "a data URI needs a comma before its data".into(),
+                "url_error",
+            )
+        })?;
         if !meta.ends_with(";base64") {
             return Err(fail(
                 "only base64 data URIs are accepted (data:<mime>;base64,...)".into(),
@@ -95,7 +99,12 @@ pub fn load(url: &str, field: &'static str, policy: &FetchPolicy) -> Result<Vec<
         }
         return base64::engine::general_purpose::STANDARD
             .decode(data.trim())
-            .map_err(|e| fail(format!("the data URI is not valid base64: {e}"), "url_error"));
+            .map_err(|e| {
+                fail(
+                    format!("the data URI is not valid base64: {e}"),
+                    "url_error",
+                )
+            });
     }
     if url.starts_with("http://") || url.starts_with("https://") {
         return fetch(url, policy).map_err(|m| fail(m, "url_error"));
@@ -142,7 +151,9 @@ pub fn is_internal(ip: IpAddr) -> bool {
 /// Fetches a URL within the policy, checking every hop's addresses.
 fn fetch(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, String> {
     if !policy.enabled {
-        return Err("fetching URLs is disabled on this server; send the image as a data: URI".into());
+        return Err(
+            "fetching URLs is disabled on this server; send the image as a data: URI".into(),
+        );
     }
     let config = ureq::Agent::config_builder()
         .max_redirects(0)
@@ -226,7 +237,11 @@ pub(crate) fn check_host(url: &str, policy: &FetchPolicy) -> Result<(), String> 
     if host.is_empty() {
         return Err(format!("{url} has no host"));
     }
-    if policy.allow_hosts.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+    if policy
+        .allow_hosts
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(host))
+    {
         return Ok(());
     }
     let addrs: Vec<IpAddr> = (host, port)
@@ -258,8 +273,16 @@ impl ureq::unversioned::resolver::Resolver for GuardedResolver {
         timeout: ureq::unversioned::transport::NextTimeout,
     ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
         let addrs = self.inner.resolve(uri, config, timeout)?;
-        let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
-        if self.allow_hosts.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+        let host = uri
+            .host()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if self
+            .allow_hosts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(host))
+        {
             return Ok(addrs);
         }
         if let Some(bad) = addrs.iter().find(|a| is_internal(a.ip())) {

@@ -143,12 +143,11 @@ async fn add_request_id(mut response: Response) -> Response {
 impl Server {
     /// Starts workers on `models` and serves the API; returns once listening.
     pub async fn start(config: ServerConfig, models: Models) -> Result<Self, ServerError> {
-        let listener = std::net::TcpListener::bind(config.bind).map_err(|source| {
-            ServerError::Bind {
+        let listener =
+            std::net::TcpListener::bind(config.bind).map_err(|source| ServerError::Bind {
                 addr: config.bind,
                 source,
-            }
-        })?;
+            })?;
         listener
             .set_nonblocking(true)
             .map_err(|source| ServerError::Bind {
@@ -159,7 +158,11 @@ impl Server {
             addr: config.bind,
             source,
         })?;
-        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let public_url = config
             .public_url
             .clone()
@@ -321,7 +324,11 @@ fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
     let queue = format!("/queue/{}", routes::APP);
     let request = format!("{queue}/requests/{{id}}");
     const ACCEPTED: &[(u16, &str, bool)] = &[
-        (200, "accepted: request_id, response_url, status_url, cancel_url, queue_position", false),
+        (
+            200,
+            "accepted: request_id, response_url, status_url, cancel_url, queue_position",
+            false,
+        ),
         (401, "a valid API key is required", false),
         (422, "invalid input: detail lists {loc, msg, type}", false),
         (429, "the queue is full", false),
@@ -353,7 +360,11 @@ fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
             path: format!("{request}/status"),
             summary: "Status (IN_QUEUE, IN_PROGRESS, COMPLETED); logs with ?logs=1",
             takes_input: false,
-            responses: &[(200, "completed", false), (202, "queued or in progress", false), (404, "no such request", false)],
+            responses: &[
+                (200, "completed", false),
+                (202, "queued or in progress", false),
+                (404, "no such request", false),
+            ],
             handler: get(routes::status),
         },
         openapi::Route {
@@ -361,7 +372,10 @@ fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
             path: format!("{request}/status/stream"),
             summary: "Status as server-sent events, closed after COMPLETED",
             takes_input: false,
-            responses: &[(200, "text/event-stream of status objects", false), (404, "no such request", false)],
+            responses: &[
+                (200, "text/event-stream of status objects", false),
+                (404, "no such request", false),
+            ],
             handler: get(routes::status_stream),
         },
         openapi::Route {
@@ -369,7 +383,12 @@ fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
             path: request.clone(),
             summary: "The result of a completed request",
             takes_input: false,
-            responses: &[(200, "the output", true), (400, "still in progress, or cancelled", false), (404, "no such request", false), (422, "the input could not be used", false)],
+            responses: &[
+                (200, "the output", true),
+                (400, "still in progress, or cancelled", false),
+                (404, "no such request", false),
+                (422, "the input could not be used", false),
+            ],
             handler: get(routes::result),
         },
         openapi::Route {
@@ -377,7 +396,11 @@ fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
             path: format!("{request}/cancel"),
             summary: "Cancel: a queued request never runs, a running one stops at the next step",
             takes_input: false,
-            responses: &[(202, "CANCELLATION_REQUESTED", false), (400, "ALREADY_COMPLETED", false), (404, "NOT_FOUND", false)],
+            responses: &[
+                (202, "CANCELLATION_REQUESTED", false),
+                (400, "ALREADY_COMPLETED", false),
+                (404, "NOT_FOUND", false),
+            ],
             handler: put(routes::cancel),
         },
         openapi::Route {
@@ -385,7 +408,10 @@ fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
             path: "/files/{name}".into(),
             summary: "A result image",
             takes_input: false,
-            responses: &[(200, "image/png", false), (404, "no such file, or expired", false)],
+            responses: &[
+                (200, "image/png", false),
+                (404, "no such file, or expired", false),
+            ],
             handler: get(routes::file),
         },
         openapi::Route {

@@ -60,10 +60,23 @@ impl Metrics {
     pub fn render(&self, queued: usize, running: usize) -> String {
         let mut out = String::new();
         let gauge = |out: &mut String, name: &str, help: &str, value: usize| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         };
-        gauge(&mut out, "faceid_queue_depth", "Requests waiting in the queue.", queued);
-        gauge(&mut out, "faceid_in_flight", "Requests being generated.", running);
+        gauge(
+            &mut out,
+            "faceid_queue_depth",
+            "Requests waiting in the queue.",
+            queued,
+        );
+        gauge(
+            &mut out,
+            "faceid_in_flight",
+            "Requests being generated.",
+            running,
+        );
         let _ = writeln!(
             out,
             "# HELP faceid_requests_total Requests by outcome.\n# TYPE faceid_requests_total counter"
@@ -87,9 +100,16 @@ impl Metrics {
             "# HELP faceid_generation_seconds Time from start to output of successful requests.\n# TYPE faceid_generation_seconds histogram"
         );
         for (bound, count) in BUCKETS.iter().zip(h.counts) {
-            let _ = writeln!(out, "faceid_generation_seconds_bucket{{le=\"{bound}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "faceid_generation_seconds_bucket{{le=\"{bound}\"}} {count}"
+            );
         }
-        let _ = writeln!(out, "faceid_generation_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(
+            out,
+            "faceid_generation_seconds_bucket{{le=\"+Inf\"}} {}",
+            h.count
+        );
         let _ = writeln!(out, "faceid_generation_seconds_sum {}", h.sum);
         let _ = writeln!(out, "faceid_generation_seconds_count {}", h.count);
         out

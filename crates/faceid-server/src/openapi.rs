@@ -28,8 +28,7 @@ pub fn document<S>(routes: &[Route<S>]) -> Value {
         for (status, description, output) in route.responses {
             let mut response = json!({"description": description});
             if *output {
-                response["content"] =
-                    json!({"application/json": {"schema": {"$ref": "#/components/schemas/Output"}}});
+                response["content"] = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Output"}}});
             }
             responses.insert(status.to_string(), response);
         }
@@ -49,9 +48,7 @@ pub fn document<S>(routes: &[Route<S>]) -> Value {
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Input"}}},
             });
         }
-        let entry = paths
-            .entry(route.path.clone())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(route.path.clone()).or_insert_with(|| json!({}));
         entry[route.method] = operation;
     }
     json!({

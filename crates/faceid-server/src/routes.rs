@@ -15,8 +15,8 @@ use faceid_pipeline::fal::{FalRequest, FieldError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::jobs::{Cancelled, Job, Jobs, Rejected, Stage};
 use crate::input::FetchPolicy;
+use crate::jobs::{Cancelled, Job, Jobs, Rejected, Stage};
 use crate::metrics::Metrics;
 use crate::output::Files;
 
@@ -103,7 +103,10 @@ fn parse_input(body: &Bytes) -> Result<(FalRequest, bool, Value), Response> {
         };
         return Err(unprocessable(&[missing], &id));
     }
-    let inline = value.get("sync_mode").and_then(Value::as_bool).unwrap_or(false);
+    let inline = value
+        .get("sync_mode")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     Ok((input, inline, value))
 }
 
@@ -193,7 +196,11 @@ pub struct SubmitQuery {
 
 fn urls(state: &AppState, id: &str) -> (String, String, String) {
     let base = format!("{}/queue/{APP}/requests/{id}", state.public_url);
-    (base.clone(), format!("{base}/status"), format!("{base}/cancel"))
+    (
+        base.clone(),
+        format!("{base}/status"),
+        format!("{base}/cancel"),
+    )
 }
 
 /// `POST /queue/fal-ai/ip-adapter-face-id`: accept into the queue.
@@ -269,7 +276,11 @@ pub async fn status(
     let logs = matches!(query.logs.as_deref(), Some("1" | "true"));
     match state.jobs.status(&id, owner.as_deref(), logs) {
         Some((status, done)) => {
-            let code = if done { StatusCode::OK } else { StatusCode::ACCEPTED };
+            let code = if done {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
             reply(code, with_urls(&state, &id, status), &id)
         }
         None => detail(StatusCode::NOT_FOUND, "no such request", &id),
@@ -295,7 +306,14 @@ pub async fn status_stream(
     // Each event carries only the log lines that are new since the previous one: the JS client
     // appends every event's logs to what it has.
     let stream = futures_util::stream::unfold(
-        (state.clone(), id.clone(), owner, None::<String>, 0usize, false),
+        (
+            state.clone(),
+            id.clone(),
+            owner,
+            None::<String>,
+            0usize,
+            false,
+        ),
         move |(state, id, owner, last, sent, finished)| async move {
             if finished {
                 return None;
@@ -344,7 +362,11 @@ pub async fn result(State(state): Shared, Path(id): Path<String>, headers: Heade
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             reply(status, outcome.body, &id)
         }
-        Some(None) => detail(StatusCode::BAD_REQUEST, "the request is still in progress", &id),
+        Some(None) => detail(
+            StatusCode::BAD_REQUEST,
+            "the request is still in progress",
+            &id,
+        ),
         None => detail(StatusCode::NOT_FOUND, "no such request", &id),
     }
 }
@@ -399,11 +421,7 @@ pub async fn health(State(state): Shared) -> Response {
 pub async fn metrics(State(state): Shared) -> Response {
     let (queued, running) = state.jobs.depth();
     let text = state.metrics.render(queued, running);
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Any other path.

@@ -112,7 +112,9 @@ impl Store {
                 .and_then(|v| parse(&v))
             {
                 Some(record) => records.push(record),
-                None => tracing::warn!(path = %path.display(), "skipping an unreadable request file"),
+                None => {
+                    tracing::warn!(path = %path.display(), "skipping an unreadable request file")
+                }
             }
         }
         records.sort_by_key(|r| r.seq);

@@ -11,7 +11,18 @@ use crate::generate::{data, faceid, temp, worst};
 /// The binary with a clean Hugging Face environment pointing at `hub` (or nowhere).
 fn faceid_with(home: &Path, hub: Option<&MockHub>) -> Command {
     let mut cmd = faceid();
-    for var in ["HF_TOKEN", "HF_HUB_CACHE", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "XDG_CACHE_HOME", "FACEID_BASE_MODEL", "FACEID_IP_ADAPTER", "FACEID_RECOGNIZER", "FACEID_BASE_REPO", "FACEID_MANIFEST"] {
+    for var in [
+        "HF_TOKEN",
+        "HF_HUB_CACHE",
+        "HF_TOKEN_PATH",
+        "HF_HUB_OFFLINE",
+        "XDG_CACHE_HOME",
+        "FACEID_BASE_MODEL",
+        "FACEID_IP_ADAPTER",
+        "FACEID_RECOGNIZER",
+        "FACEID_BASE_REPO",
+        "FACEID_MANIFEST",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("HF_HOME", home.join("hf"))
@@ -34,7 +45,10 @@ fn generate_e2e(mut cmd: Command, out: &Path) -> Output {
             .unwrap();
     cmd.arg("generate")
         .args(["--prompt", e2e["prompt"].as_str().unwrap()])
-        .args(["--negative-prompt", e2e["negative_prompt"].as_str().unwrap()])
+        .args([
+            "--negative-prompt",
+            e2e["negative_prompt"].as_str().unwrap(),
+        ])
         .args(["--scheduler", "ddim", "--num-samples", "1", "--steps", "3"])
         .args(["--width", "32", "--height", "32", "--seed", "3"])
         .arg("--face")
@@ -60,11 +74,20 @@ fn generate_fetches_everything_on_first_use_then_works_offline() {
     let output = generate_e2e(faceid_with(&home, Some(&hub)), &out);
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
-    assert!(log.contains("non-commercial"), "the licence notice is shown: {log}");
+    assert!(
+        log.contains("non-commercial"),
+        "the licence notice is shown: {log}"
+    );
     let err = worst(&out, &expected["e2e.images"], 0);
     assert!(err <= 1.5, "from the hub: {err}/255");
-    assert!(home.join("hf/hub/models--h94--IP-Adapter-FaceID/refs/main").is_file());
-    assert!(home.join("insightface/models/buffalo_l/w600k_r50.onnx").is_file());
+    assert!(
+        home.join("hf/hub/models--h94--IP-Adapter-FaceID/refs/main")
+            .is_file()
+    );
+    assert!(
+        home.join("insightface/models/buffalo_l/w600k_r50.onnx")
+            .is_file()
+    );
 
     // `fetch` finds everything cached.
     let output = faceid_with(&home, Some(&hub))
@@ -72,9 +95,16 @@ fn generate_fetches_everything_on_first_use_then_works_offline() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stderr(&output).contains("0 file(s) downloaded"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("0 file(s) downloaded"),
+        "{}",
+        stderr(&output)
+    );
     let listing = String::from_utf8_lossy(&output.stdout);
-    assert!(listing.contains("models--SG161222--Realistic_Vision_V4.0_noVAE/snapshots/"), "{listing}");
+    assert!(
+        listing.contains("models--SG161222--Realistic_Vision_V4.0_noVAE/snapshots/"),
+        "{listing}"
+    );
 
     // Offline, with no server at all: the same image.
     drop(hub);
@@ -93,10 +123,16 @@ fn fetch_failures_are_explained_not_panicked() {
     // Offline with an empty cache.
     let mut cmd = faceid_with(&home, None);
     cmd.env("HF_HUB_OFFLINE", "1");
-    let output = cmd.args(["fetch", "--model-type", "1_5-v1"]).output().unwrap();
+    let output = cmd
+        .args(["fetch", "--model-type", "1_5-v1"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let log = stderr(&output);
-    assert!(log.contains("HF_HUB_OFFLINE is set") && !log.contains("panicked"), "{log}");
+    assert!(
+        log.contains("HF_HUB_OFFLINE is set") && !log.contains("panicked"),
+        "{log}"
+    );
 
     // A gated repository without a token.
     let hub = MockHub::start();
@@ -108,7 +144,10 @@ fn fetch_failures_are_explained_not_panicked() {
         .unwrap();
     assert!(!output.status.success());
     let log = stderr(&output);
-    assert!(log.contains("gated or private") && log.contains("HF_TOKEN") && !log.contains("panicked"), "{log}");
+    assert!(
+        log.contains("gated or private") && log.contains("HF_TOKEN") && !log.contains("panicked"),
+        "{log}"
+    );
     // With the token it goes through.
     let output = faceid_with(&home, Some(&hub))
         .env("HF_TOKEN", "hf_secret")
@@ -123,12 +162,20 @@ fn fetch_failures_are_explained_not_panicked() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("not published"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not published"),
+        "{}",
+        stderr(&output)
+    );
     let output = faceid_with(&home, Some(&hub))
         .args(["generate", "--model-type", "SDXL-v1", "--prompt", "x", "-o"])
         .arg(home.join("x.png"))
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("cannot generate yet"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot generate yet"),
+        "{}",
+        stderr(&output)
+    );
 }

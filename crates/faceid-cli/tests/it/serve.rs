@@ -27,7 +27,11 @@ fn serve_answers_and_stops_cleanly_on_interrupt() {
             break;
         }
         seen.push_str(&line);
-        if let Some(rest) = line.split(" at ").nth(1).filter(|_| line.starts_with("serving")) {
+        if let Some(rest) = line
+            .split(" at ")
+            .nth(1)
+            .filter(|_| line.starts_with("serving"))
+        {
             url = rest.split_whitespace().next().map(str::to_string);
             break;
         }

@@ -1,11 +1,10 @@
 //! Bad input gets a clear error, never a panic: corrupt, truncated, empty, extreme and bomb
 //! images; unsafe or oversized archives; model files of the wrong kind.
 
-
 use std::io::{Cursor, Write};
 
-use burn::tensor::Device;
 use crate::common::{fixture, photo};
+use burn::tensor::Device;
 use faceid_face::{
     AttemptOutcome, DetectOptions, Detector, FaceError, FaceImage, ImageLimits, Recognizer,
     ZipLimits, read_zip,

@@ -1,9 +1,8 @@
 //! Detection against insightface (SCRFD exports) and against an independent onnxruntime + numpy
 //! decoding of the real RetinaFace model on real photos.
 
-
-use burn::tensor::Device;
 use crate::common::{f32s, fixture, json, photo, points};
+use burn::tensor::Device;
 use faceid_face::{DetectOptions, Detector, DetectorKind, FaceImage, ImageLimits};
 use serde_json::Value;
 

@@ -1,8 +1,7 @@
 //! ArcFace embeddings against insightface (`norm_crop` + onnxruntime), and averaging.
 
-
-use burn::tensor::Device;
 use crate::common::{f32s, fixture, json, photo, points};
+use burn::tensor::Device;
 use faceid_face::align::norm_crop;
 use faceid_face::{
     AverageMode, DetectOptions, Detector, FaceAnalyzer, FaceError, FaceImage, ImageLimits,

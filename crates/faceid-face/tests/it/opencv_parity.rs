@@ -1,6 +1,5 @@
 //! Resize, similarity estimate and warp against OpenCV / scikit-image / insightface's norm_crop.
 
-
 use crate::common::{fixture, json, max_pixel_diff, photo, points, rgb};
 use faceid_face::align::{ARCFACE_TEMPLATE, estimate_norm, norm_crop, similarity, template};
 use faceid_face::resize::resize_linear;

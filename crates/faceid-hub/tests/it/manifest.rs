@@ -32,7 +32,11 @@ fn licences_say_which_weights_are_non_commercial() {
     for name in ["faceid-sd15", "faceid-plusv2-sdxl", "buffalo_l"] {
         let c = manifest.component(name).unwrap();
         assert!(!c.commercial_use, "{name}");
-        assert!(c.license.contains("non-commercial"), "{name}: {}", c.license);
+        assert!(
+            c.license.contains("non-commercial"),
+            "{name}: {}",
+            c.license
+        );
     }
     let aura = manifest.component("auraface").unwrap();
     assert_eq!(aura.license, "apache-2.0");
@@ -61,7 +65,11 @@ fn fp16_weights_come_first_where_a_repo_may_have_them() {
     );
     // The SDXL VAE is read in f32 only.
     let xl = manifest.component("realvisxl-v3").unwrap();
-    assert!(xl.files.iter().all(|f| !f.candidates().iter().any(|c| c.starts_with("vae/") && c.contains("fp16"))));
+    assert!(xl.files.iter().all(|f| {
+        !f.candidates()
+            .iter()
+            .any(|c| c.starts_with("vae/") && c.contains("fp16"))
+    }));
 }
 
 fn broken(text: &str) -> String {
@@ -84,22 +92,32 @@ fn inconsistent_manifests_are_refused_with_the_reason() {
         "{SOURCES}[model_types.a]\nbase = \"v\"\nip_adapter = \"v\"\nface = \"v\"\n\
          [components.v]\nkind = \"vae\"\nrepo = \"r\"\nlicense = \"mit\"\nfiles = [\"config.json\"]\n"
     ));
-    assert!(reason.contains("base names 'v', a Vae component"), "{reason}");
+    assert!(
+        reason.contains("base names 'v', a Vae component"),
+        "{reason}"
+    );
 
     let reason = broken(&format!(
         "{SOURCES}[components.v]\nkind = \"vae\"\nlicense = \"mit\"\nfiles = [\"config.json\"]\n"
     ));
-    assert!(reason.contains("component v: a published hub component names its repo"), "{reason}");
+    assert!(
+        reason.contains("component v: a published hub component names its repo"),
+        "{reason}"
+    );
 
     let reason = broken(&format!(
         "{SOURCES}[components.v]\nkind = \"vae\"\nrepo = \"r\"\nlicense = \"mit\"\nfiles = [\"a\"]\nsha256 = {{ a = \"abc\" }}\n"
     ));
     assert!(reason.contains("'abc' is not a SHA-256"), "{reason}");
 
-    let reason = broken("schema = 2\n[sources]\nhub = \"h\"\ninsightface = \"i\"\n[model_types]\n[components]\n");
+    let reason = broken(
+        "schema = 2\n[sources]\nhub = \"h\"\ninsightface = \"i\"\n[model_types]\n[components]\n",
+    );
     assert!(reason.contains("schema 2 is not supported"), "{reason}");
 
-    let reason = broken(&format!("{SOURCES}[components.v]\nkind = \"vae\"\nrepo = \"r\"\nlicence = \"typo\"\n"));
+    let reason = broken(&format!(
+        "{SOURCES}[components.v]\nkind = \"vae\"\nrepo = \"r\"\nlicence = \"typo\"\n"
+    ));
     assert!(reason.contains("licence"), "{reason}");
 }
 
@@ -107,5 +125,8 @@ fn inconsistent_manifests_are_refused_with_the_reason() {
 fn an_unknown_model_type_lists_the_known_ones() {
     let err = Manifest::builtin().model_type("2_0-v9").unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("'2_0-v9'") && text.contains("1_5-v1") && text.contains("SDXL-v2-plus"), "{text}");
+    assert!(
+        text.contains("'2_0-v9'") && text.contains("1_5-v1") && text.contains("SDXL-v2-plus"),
+        "{text}"
+    );
 }

@@ -20,7 +20,14 @@ fn a_cache_filled_by_huggingface_hub_is_used_offline() {
         for (name, source) in files.as_object().unwrap() {
             let got = weights
                 .hub()
-                .fetch(repo, "main", &[name.clone()], &|_| None, "1_5-v1", &mut Quiet)
+                .fetch(
+                    repo,
+                    "main",
+                    &[name.clone()],
+                    &|_| None,
+                    "1_5-v1",
+                    &mut Quiet,
+                )
                 .unwrap_or_else(|e| panic!("{repo}/{name}: {e}"));
             assert!(!got.downloaded);
             let expected = &listing["files"][format!("{repo}/{name}")];
@@ -32,7 +39,11 @@ fn a_cache_filled_by_huggingface_hub_is_used_offline() {
         }
     }
     let blob = faceid_hub::expected_digest(
-        &data.join("hub").join(listing["files"]["h94/IP-Adapter-FaceID/ip-adapter-faceid_sd15.bin"].as_str().unwrap()),
+        &data.join("hub").join(
+            listing["files"]["h94/IP-Adapter-FaceID/ip-adapter-faceid_sd15.bin"]
+                .as_str()
+                .unwrap(),
+        ),
         None,
     );
     assert!(blob.is_some(), "the LFS blob is named by its SHA-256");

@@ -14,7 +14,10 @@ fn the_cache_follows_hf_hub_cache_then_hf_home_then_xdg_then_home() {
     assert!(!s.offline);
     let s = HubSettings::from(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")], &m);
     assert_eq!(s.cache_dir, PathBuf::from("/x/huggingface/hub"));
-    let s = HubSettings::from(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x"), ("HF_HOME", "/hf")], &m);
+    let s = HubSettings::from(
+        &[("HOME", "/h"), ("XDG_CACHE_HOME", "/x"), ("HF_HOME", "/hf")],
+        &m,
+    );
     assert_eq!(s.cache_dir, PathBuf::from("/hf/hub"));
     let s = HubSettings::from(&[("HF_HOME", "/hf"), ("HF_HUB_CACHE", "/c")], &m);
     assert_eq!(s.cache_dir, PathBuf::from("/c"));
@@ -36,7 +39,14 @@ fn endpoint_offline_and_insightface_come_from_the_environment() {
     assert!(s.offline);
     assert_eq!(s.insightface_root, PathBuf::from("/if"));
     assert_eq!(s.insightface_url, "http://mirror");
-    for (value, offline) in [("true", true), ("ON", true), ("yes", true), ("0", false), ("false", false), ("", false)] {
+    for (value, offline) in [
+        ("true", true),
+        ("ON", true),
+        ("yes", true),
+        ("0", false),
+        ("false", false),
+        ("", false),
+    ] {
         let s = HubSettings::from(&[("HF_HUB_OFFLINE", value)], &m);
         assert_eq!(s.offline, offline, "HF_HUB_OFFLINE={value}");
     }
@@ -54,7 +64,13 @@ fn the_token_comes_from_hf_token_then_the_token_file() {
     assert_eq!(s.token.as_deref(), Some("hf_env"));
     std::fs::write(dir.join("other"), "hf_other").unwrap();
     let other = dir.join("other");
-    let s = HubSettings::from(&[("HF_HOME", home), ("HF_TOKEN_PATH", other.to_str().unwrap())], &m);
+    let s = HubSettings::from(
+        &[
+            ("HF_HOME", home),
+            ("HF_TOKEN_PATH", other.to_str().unwrap()),
+        ],
+        &m,
+    );
     assert_eq!(s.token.as_deref(), Some("hf_other"));
     let s = HubSettings::from(&[("HF_HOME", "/nonexistent")], &m);
     assert_eq!(s.token, None);

@@ -185,14 +185,18 @@ fn a_batch_of_requests_gives_each_the_images_it_gets_alone() {
         ..first.clone()
     };
     let batch = sd
-        .generate_batch(&[first.clone(), second.clone()], &mut |_| ControlFlow::Continue(()))
+        .generate_batch(&[first.clone(), second.clone()], &mut |_| {
+            ControlFlow::Continue(())
+        })
         .unwrap();
     assert_eq!((batch[0].images.len(), batch[1].images.len()), (1, 2));
     assert_eq!((batch[0].seed, batch[1].seed), (case.seed, 11));
     // The first is diffusers' e2e image; the second is what it gives alone.
     let worst = worst_error(&batch[0].images, &expected["e2e.images"]);
     assert!(worst <= 1.5, "batched e2e: {worst}/255");
-    let alone = sd.generate(&second, &mut |_| ControlFlow::Continue(())).unwrap();
+    let alone = sd
+        .generate(&second, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
     for (a, b) in alone.images.iter().zip(&batch[1].images) {
         let diff = a
             .as_raw()
@@ -205,16 +209,26 @@ fn a_batch_of_requests_gives_each_the_images_it_gets_alone() {
     }
 
     // Requests of different shapes, and noise-drawing schedulers, are refused as batches.
-    let taller = GenerateRequest { height: 40, ..second.clone() };
-    let err = sd.generate_batch(&[first.clone(), taller], &mut |_| ControlFlow::Continue(())).unwrap_err();
+    let taller = GenerateRequest {
+        height: 40,
+        ..second.clone()
+    };
+    let err = sd
+        .generate_batch(&[first.clone(), taller], &mut |_| ControlFlow::Continue(()))
+        .unwrap_err();
     assert!(err.to_string().contains("same width, height"), "{err}");
     let ancestral = |r: &GenerateRequest| GenerateRequest {
         scheduler: Some("euler-a".parse().unwrap()),
         ..r.clone()
     };
     let err = sd
-        .generate_batch(&[ancestral(&first), ancestral(&second)], &mut |_| ControlFlow::Continue(()))
+        .generate_batch(&[ancestral(&first), ancestral(&second)], &mut |_| {
+            ControlFlow::Continue(())
+        })
         .unwrap_err();
     assert!(err.to_string().contains("one at a time"), "{err}");
-    assert!(sd.generate_batch(&[], &mut |_| ControlFlow::Continue(())).is_err());
+    assert!(
+        sd.generate_batch(&[], &mut |_| ControlFlow::Continue(()))
+            .is_err()
+    );
 }

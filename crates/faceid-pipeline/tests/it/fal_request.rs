@@ -96,7 +96,12 @@ fn the_field_table_covers_the_request_and_the_model_types() {
     assert_eq!(names, MODEL_TYPES);
     let request = FalRequest::from_json(&json!({"prompt": "x", "seed": 1})).unwrap();
     let serialized = serde_json::to_value(&request).unwrap();
-    let mut keys: Vec<&str> = serialized.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = serialized
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let mut fields: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
     keys.sort();
     fields.sort();

@@ -22,7 +22,6 @@
 //!   loops to 5e-3 absolute (DPM-Solver++ with Karras sigmas, whose schedule ends at that
 //!   smallest sigma, reaches 3.4e-3; DDIM 4e-5).
 
-
 use std::collections::BTreeMap;
 
 use crate::common::{Fixtures, floats, is_zero_snr, max_abs_diff, to_tensor, to_vec};

@@ -9,13 +9,21 @@ const RUN: &str = "/fal-ai/ip-adapter-face-id";
 #[test]
 fn a_synchronous_run_returns_fal_output_with_the_image_served() {
     let server = start(|_| {});
-    let (status, id, out) = send("POST", &format!("{}{RUN}", server.url), Some(&input(2)), None);
+    let (status, id, out) = send(
+        "POST",
+        &format!("{}{RUN}", server.url),
+        Some(&input(2)),
+        None,
+    );
     assert_eq!(status, 200, "{out}");
     assert!(!id.is_empty(), "x-fal-request-id");
     assert_eq!(out["seed"], 7);
     let image = &out["image"];
     assert_eq!(image["content_type"], "image/png");
-    assert_eq!((image["width"].as_u64(), image["height"].as_u64()), (Some(512), Some(512)));
+    assert_eq!(
+        (image["width"].as_u64(), image["height"].as_u64()),
+        (Some(512), Some(512))
+    );
     assert_eq!(out["images"].as_array().unwrap().len(), 1);
     let url = image["url"].as_str().unwrap();
     assert!(url.starts_with(&format!("{}/files/", server.url)), "{url}");
@@ -27,9 +35,20 @@ fn a_synchronous_run_returns_fal_output_with_the_image_served() {
     assert_eq!((decoded.width(), decoded.height()), (512, 512));
 
     // The same request again gives the same image (the seed fixes the noise).
-    let (_, _, again) = send("POST", &format!("{}{RUN}", server.url), Some(&input(2)), None);
+    let (_, _, again) = send(
+        "POST",
+        &format!("{}{RUN}", server.url),
+        Some(&input(2)),
+        None,
+    );
     let url2 = again["image"]["url"].as_str().unwrap();
-    let png2 = agent().get(url2).call().unwrap().body_mut().read_to_vec().unwrap();
+    let png2 = agent()
+        .get(url2)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
     assert_eq!(png, png2);
 
     // sync_mode returns the image inline.
@@ -37,7 +56,12 @@ fn a_synchronous_run_returns_fal_output_with_the_image_served() {
     inline["sync_mode"] = json!(true);
     let (status, _, out) = send("POST", &format!("{}{RUN}", server.url), Some(&inline), None);
     assert_eq!(status, 200);
-    assert!(out["image"]["url"].as_str().unwrap().starts_with("data:image/png;base64,"));
+    assert!(
+        out["image"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,")
+    );
 }
 
 fn detail_fields(body: &Value) -> Vec<String> {
@@ -58,14 +82,35 @@ fn invalid_inputs_get_422_naming_each_field() {
     let url = format!("{}{RUN}", server.url);
     let cases: Vec<(Value, Vec<&str>)> = vec![
         (json!({"face_image_url": face_data_uri()}), vec!["prompt"]),
-        (json!({"prompt": "x", "face_image_url": face_data_uri(), "width": 300, "num_samples": 5}), vec!["num_samples", "width"]),
-        (json!({"prompt": "x", "face_image_url": face_data_uri(), "model_type": "2_0"}), vec!["model_type"]),
-        (json!({"prompt": "x", "face_image_url": face_data_uri(), "guidance_scale": "high"}), vec!["guidance_scale"]),
+        (
+            json!({"prompt": "x", "face_image_url": face_data_uri(), "width": 300, "num_samples": 5}),
+            vec!["num_samples", "width"],
+        ),
+        (
+            json!({"prompt": "x", "face_image_url": face_data_uri(), "model_type": "2_0"}),
+            vec!["model_type"],
+        ),
+        (
+            json!({"prompt": "x", "face_image_url": face_data_uri(), "guidance_scale": "high"}),
+            vec!["guidance_scale"],
+        ),
         (json!({"prompt": "x"}), vec!["face_image_url"]),
-        (json!({"prompt": "x", "face_image_url": "data:image/png;base64,@@@"}), vec!["face_image_url"]),
-        (json!({"prompt": "x", "face_image_url": "ftp://example.com/a.png"}), vec!["face_image_url"]),
-        (json!({"prompt": "x", "face_image_url": "data:image/png;base64,aGVsbG8="}), vec!["face_image_url"]),
-        (json!({"prompt": "x", "face_images_data_url": "data:application/zip;base64,aGVsbG8="}), vec!["face_images_data_url"]),
+        (
+            json!({"prompt": "x", "face_image_url": "data:image/png;base64,@@@"}),
+            vec!["face_image_url"],
+        ),
+        (
+            json!({"prompt": "x", "face_image_url": "ftp://example.com/a.png"}),
+            vec!["face_image_url"],
+        ),
+        (
+            json!({"prompt": "x", "face_image_url": "data:image/png;base64,aGVsbG8="}),
+            vec!["face_image_url"],
+        ),
+        (
+            json!({"prompt": "x", "face_images_data_url": "data:application/zip;base64,aGVsbG8="}),
+            vec!["face_images_data_url"],
+        ),
     ];
     for (body, fields) in cases {
         let (status, id, out) = send("POST", &url, Some(&body), None);
@@ -106,9 +151,24 @@ fn urls_to_internal_addresses_are_refused() {
         let (status, _, out) = send("POST", &url, Some(&body), None);
         assert_eq!(status, 422, "{target}: {out}");
         let msg = out["detail"][0]["msg"].as_str().unwrap();
-        assert!(msg.contains("internal address") || msg.contains("credentials"), "{target}: {msg}");
+        assert!(
+            msg.contains("internal address") || msg.contains("credentials"),
+            "{target}: {msg}"
+        );
     }
-    for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+    for ip in [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "::ffff:127.0.0.1",
+    ] {
         assert!(faceid_server::is_internal(ip.parse().unwrap()), "{ip}");
     }
     for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
@@ -120,7 +180,12 @@ fn urls_to_internal_addresses_are_refused() {
 fn an_allow_listed_host_is_fetched() {
     let server = start(|c| c.fetch.allow_hosts = vec!["127.0.0.1".into()]);
     // The server's own first result, fetched back as a face over http.
-    let (_, _, first) = send("POST", &format!("{}{RUN}", server.url), Some(&input(1)), None);
+    let (_, _, first) = send(
+        "POST",
+        &format!("{}{RUN}", server.url),
+        Some(&input(1)),
+        None,
+    );
     let image_url = first["image"]["url"].as_str().unwrap();
     let body = json!({"prompt": "x", "face_image_url": image_url, "num_samples": 1, "num_inference_steps": 1});
     let (status, _, out) = send("POST", &format!("{}{RUN}", server.url), Some(&body), None);
@@ -128,7 +193,10 @@ fn an_allow_listed_host_is_fetched() {
     if status != 200 {
         assert_eq!(status, 422, "{out}");
         let msg = out["detail"][0]["msg"].as_str().unwrap();
-        assert!(!msg.contains("internal address") && !msg.contains("cannot fetch"), "{msg}");
+        assert!(
+            !msg.contains("internal address") && !msg.contains("cannot fetch"),
+            "{msg}"
+        );
     }
 }
 
@@ -150,14 +218,27 @@ fn api_keys_are_required_and_requests_are_private_to_their_key() {
     let cancel_url = accepted["cancel_url"].as_str().unwrap();
     let (code, _, out) = send("PUT", cancel_url, None, Some("k2"));
     assert_eq!((code, out["status"].as_str()), (404, Some("NOT_FOUND")));
-    assert_eq!(send("GET", &format!("{}/health", server.url), None, None).0, 200);
+    assert_eq!(
+        send("GET", &format!("{}/health", server.url), None, None).0,
+        200
+    );
 }
 
 #[test]
 fn health_and_metrics_report_the_queue() {
     let server = start(|_| {});
-    send("POST", &format!("{}{RUN}", server.url), Some(&input(1)), None);
-    send("POST", &format!("{}{RUN}", server.url), Some(&json!({"prompt": 3})), None);
+    send(
+        "POST",
+        &format!("{}{RUN}", server.url),
+        Some(&input(1)),
+        None,
+    );
+    send(
+        "POST",
+        &format!("{}{RUN}", server.url),
+        Some(&json!({"prompt": 3})),
+        None,
+    );
     let (status, _, health) = send("GET", &format!("{}/health", server.url), None, None);
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
@@ -188,18 +269,27 @@ fn https_is_served_from_a_certificate_and_key_file() {
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
     let server = start(|c| c.tls = Some((cert.clone(), key.clone())));
-    assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
 
     let root = ureq::tls::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
     let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![root])))
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+            root,
+        ])))
         .build();
     let client: ureq::Agent = ureq::Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)
         .build()
         .into();
-    let mut response = client.get(&format!("{}/health", server.url)).call().unwrap();
+    let mut response = client
+        .get(&format!("{}/health", server.url))
+        .call()
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     assert!(response.body_mut().read_to_string().unwrap().contains("ok"));
     let mut accepted = client
@@ -208,7 +298,13 @@ fn https_is_served_from_a_certificate_and_key_file() {
         .send(input(1).to_string())
         .unwrap();
     let body: Value = serde_json::from_str(&accepted.body_mut().read_to_string().unwrap()).unwrap();
-    assert!(body["status_url"].as_str().unwrap().starts_with("https://127.0.0.1:"), "{body}");
+    assert!(
+        body["status_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:"),
+        "{body}"
+    );
     // Plain HTTP on the TLS port is not answered as HTTP.
     let plain = server.url.replacen("https://", "http://", 1);
     assert!(agent().get(&format!("{plain}/health")).call().is_err());
@@ -220,7 +316,10 @@ fn https_is_served_from_a_certificate_and_key_file() {
         ..Default::default()
     };
     let err = runtime
-        .block_on(faceid_server::Server::start(config, crate::common::models()))
+        .block_on(faceid_server::Server::start(
+            config,
+            crate::common::models(),
+        ))
         .err()
         .expect("a missing certificate is an error");
     assert!(err.to_string().contains("missing.pem"), "{err}");
@@ -236,20 +335,38 @@ fn the_openapi_document_describes_every_route_and_the_input_table() {
     for (path, method) in [
         ("/fal-ai/ip-adapter-face-id", "post"),
         ("/queue/fal-ai/ip-adapter-face-id", "post"),
-        ("/queue/fal-ai/ip-adapter-face-id/requests/{id}/status", "get"),
-        ("/queue/fal-ai/ip-adapter-face-id/requests/{id}/status/stream", "get"),
+        (
+            "/queue/fal-ai/ip-adapter-face-id/requests/{id}/status",
+            "get",
+        ),
+        (
+            "/queue/fal-ai/ip-adapter-face-id/requests/{id}/status/stream",
+            "get",
+        ),
         ("/queue/fal-ai/ip-adapter-face-id/requests/{id}", "get"),
-        ("/queue/fal-ai/ip-adapter-face-id/requests/{id}/cancel", "put"),
+        (
+            "/queue/fal-ai/ip-adapter-face-id/requests/{id}/cancel",
+            "put",
+        ),
         ("/files/{name}", "get"),
         ("/health", "get"),
         ("/metrics", "get"),
     ] {
-        assert!(paths[path][method]["responses"].is_object(), "{method} {path}");
+        assert!(
+            paths[path][method]["responses"].is_object(),
+            "{method} {path}"
+        );
     }
     // Every documented route is served (an unknown id is the route's own 404, not the fallback).
     for path in paths.keys() {
-        let concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000").replace("{name}", "none.png");
-        let method = if path.ends_with("/cancel") { "PUT" } else { "GET" };
+        let concrete = path
+            .replace("{id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{name}", "none.png");
+        let method = if path.ends_with("/cancel") {
+            "PUT"
+        } else {
+            "GET"
+        };
         if path.ends_with("ip-adapter-face-id") {
             continue;
         }

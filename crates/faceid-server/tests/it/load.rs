@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use crate::common::{input, send, start};
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
@@ -56,8 +59,12 @@ fn load_test_loses_nothing() {
                         }
                         std::thread::sleep(Duration::from_millis(100));
                     };
-                    let (code, _, result) =
-                        send("GET", accepted["response_url"].as_str().unwrap(), None, None);
+                    let (code, _, result) = send(
+                        "GET",
+                        accepted["response_url"].as_str().unwrap(),
+                        None,
+                        None,
+                    );
                     let ok = done.is_some_and(|s| s.get("error").is_none())
                         && code == 200
                         && result["seed"] == body["seed"];

@@ -45,7 +45,12 @@ fn wait_running(status_url: &str) {
 #[test]
 fn submit_status_and_result_follow_the_fal_protocol() {
     let server = start(|_| {});
-    let (code, id, accepted) = send("POST", &format!("{}{QUEUE}", server.url), Some(&input(3)), None);
+    let (code, id, accepted) = send(
+        "POST",
+        &format!("{}{QUEUE}", server.url),
+        Some(&input(3)),
+        None,
+    );
     assert_eq!(code, 200, "{accepted}");
     assert_eq!(accepted["status"], "IN_QUEUE");
     assert_eq!(accepted["request_id"], id.as_str());
@@ -59,7 +64,10 @@ fn submit_status_and_result_follow_the_fal_protocol() {
     assert!(status.get("error").is_none(), "{status}");
     assert!(status["metrics"]["inference_time"].as_f64().unwrap() > 0.0);
     let logs = status["logs"].as_array().unwrap();
-    let messages: Vec<&str> = logs.iter().map(|l| l["message"].as_str().unwrap()).collect();
+    let messages: Vec<&str> = logs
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
     for step in ["step 1/3", "step 2/3", "step 3/3"] {
         assert!(messages.contains(&step), "{messages:?}");
     }
@@ -72,8 +80,14 @@ fn submit_status_and_result_follow_the_fal_protocol() {
     assert_eq!(rid, id);
     assert_eq!(result["seed"], 7);
     let (code, _, out) = send("PUT", &format!("{base}/cancel"), None, None);
-    assert_eq!((code, out["status"].as_str()), (400, Some("ALREADY_COMPLETED")));
-    let missing = format!("{}{QUEUE}/requests/00000000-0000-0000-0000-000000000000", server.url);
+    assert_eq!(
+        (code, out["status"].as_str()),
+        (400, Some("ALREADY_COMPLETED"))
+    );
+    let missing = format!(
+        "{}{QUEUE}/requests/00000000-0000-0000-0000-000000000000",
+        server.url
+    );
     assert_eq!(send("GET", &format!("{missing}/status"), None, None).0, 404);
     let (code, _, out) = send("PUT", &format!("{missing}/cancel"), None, None);
     assert_eq!((code, out["status"].as_str()), (404, Some("NOT_FOUND")));
@@ -82,7 +96,12 @@ fn submit_status_and_result_follow_the_fal_protocol() {
 #[test]
 fn the_status_stream_sends_each_change_and_ends_after_completion() {
     let server = start(|_| {});
-    let (_, id, _) = send("POST", &format!("{}{QUEUE}", server.url), Some(&input(3)), None);
+    let (_, id, _) = send(
+        "POST",
+        &format!("{}{QUEUE}", server.url),
+        Some(&input(3)),
+        None,
+    );
     let url = format!("{}{QUEUE}/requests/{id}/status/stream", server.url);
     let response = agent().get(&url).call().unwrap();
     assert_eq!(response.status().as_u16(), 200);
@@ -90,7 +109,10 @@ fn the_status_stream_sends_each_change_and_ends_after_completion() {
     let events: Vec<Value> = reader
         .lines()
         .map(Result::unwrap)
-        .filter_map(|l| l.strip_prefix("data:").map(|d| serde_json::from_str(d.trim()).unwrap()))
+        .filter_map(|l| {
+            l.strip_prefix("data:")
+                .map(|d| serde_json::from_str(d.trim()).unwrap())
+        })
         .collect();
     let last = events.last().expect("events");
     assert_eq!(last["status"], "COMPLETED", "{events:?}");
@@ -120,18 +142,27 @@ fn cancel_stops_a_queued_request_before_it_runs_and_a_running_one_at_the_next_st
     let running_base = format!("{}{QUEUE}/requests/{running}", server.url);
     wait_running(&format!("{running_base}/status"));
     let (_, queued, accepted) = send("POST", &submit, Some(&input(2)), None);
-    assert_eq!(accepted["queue_position"], 0, "first in line behind the running one");
+    assert_eq!(
+        accepted["queue_position"], 0,
+        "first in line behind the running one"
+    );
     let queued_base = format!("{}{QUEUE}/requests/{queued}", server.url);
 
     let (code, _, out) = send("PUT", &format!("{queued_base}/cancel"), None, None);
-    assert_eq!((code, out["status"].as_str()), (202, Some("CANCELLATION_REQUESTED")));
+    assert_eq!(
+        (code, out["status"].as_str()),
+        (202, Some("CANCELLATION_REQUESTED"))
+    );
     let status = wait_done(&format!("{queued_base}/status"));
     assert_eq!(status["error_type"], "RequestCancelled", "{status}");
     let (code, _, _) = send("GET", &queued_base, None, None);
     assert_eq!(code, 400);
 
     let (code, _, out) = send("PUT", &format!("{running_base}/cancel"), None, None);
-    assert_eq!((code, out["status"].as_str()), (202, Some("CANCELLATION_REQUESTED")));
+    assert_eq!(
+        (code, out["status"].as_str()),
+        (202, Some("CANCELLATION_REQUESTED"))
+    );
     let status = wait_done(&format!("{running_base}/status"));
     assert_eq!(status["error_type"], "RequestCancelled", "{status}");
     let steps = status["logs"]
@@ -143,7 +174,13 @@ fn cancel_stops_a_queued_request_before_it_runs_and_a_running_one_at_the_next_st
     assert!(steps < 200, "stopped early, after {steps} steps");
     // The queued request never ran: no step was logged for it.
     let status = send("GET", &format!("{queued_base}/status?logs=1"), None, None).2;
-    assert!(status["logs"].as_array().unwrap().iter().all(|l| !l["message"].as_str().unwrap().starts_with("step")));
+    assert!(
+        status["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| !l["message"].as_str().unwrap().starts_with("step"))
+    );
 }
 
 #[test]
@@ -157,7 +194,10 @@ fn a_full_queue_answers_429_with_a_clear_message() {
     assert_eq!(code, 200);
     let (code, _, out) = send("POST", &submit, Some(&input(1)), None);
     assert_eq!(code, 429, "{out}");
-    assert!(out["detail"].as_str().unwrap().contains("queue is full"), "{out}");
+    assert!(
+        out["detail"].as_str().unwrap().contains("queue is full"),
+        "{out}"
+    );
     // Cancelling frees the room; nothing accepted is lost.
     send("PUT", &format!("{running_base}/cancel"), None, None);
     let done = wait_done(&format!("{}{QUEUE}/requests/{waiting}/status", server.url));
@@ -190,8 +230,15 @@ fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
             reader.read_exact(&mut body).unwrap();
             let mut seen = seen.lock().unwrap();
             seen.push(serde_json::from_slice(&body).unwrap());
-            let status = if seen.len() == 1 { "500 Internal Server Error" } else { "200 OK" };
-            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let status = if seen.len() == 1 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
         }
     });
     (url, bodies)
@@ -252,10 +299,16 @@ fn accepted_requests_and_results_survive_a_restart() {
     assert_eq!(code, 200, "a completed result is still there: {result}");
     assert_eq!(result["seed"], 7);
     let status = send("GET", &format!("{}/status", base(&long_id)), None, None).2;
-    assert!(matches!(status["status"].as_str(), Some("IN_QUEUE" | "IN_PROGRESS")), "{status}");
+    assert!(
+        matches!(status["status"].as_str(), Some("IN_QUEUE" | "IN_PROGRESS")),
+        "{status}"
+    );
     send("PUT", &format!("{}/cancel", base(&long_id)), None, None);
     let status = wait_done(&format!("{}/status", base(&waiting_id)));
-    assert!(status.get("error").is_none(), "the waiting request ran after the restart: {status}");
+    assert!(
+        status.get("error").is_none(),
+        "the waiting request ran after the restart: {status}"
+    );
     assert_eq!(send("GET", &base(&waiting_id), None, None).2["seed"], 7);
 }
 
@@ -282,11 +335,21 @@ fn queued_requests_of_the_same_shape_run_as_one_batch() {
     for (id, seed) in ids.iter().zip([1, 2, 3]) {
         let status = wait_done(&format!("{}{QUEUE}/requests/{id}/status", server.url));
         assert!(status.get("error").is_none(), "{status}");
-        let result = send("GET", &format!("{}{QUEUE}/requests/{id}", server.url), None, None).2;
+        let result = send(
+            "GET",
+            &format!("{}{QUEUE}/requests/{id}", server.url),
+            None,
+            None,
+        )
+        .2;
         assert_eq!(result["seed"], seed);
         logs.push(status["logs"].to_string());
     }
     assert!(logs[0].contains("batched with 1 other"), "{}", logs[0]);
     assert!(logs[1].contains("batched with 1 other"), "{}", logs[1]);
-    assert!(!logs[2].contains("batched"), "a different step count runs on its own: {}", logs[2]);
+    assert!(
+        !logs[2].contains("batched"),
+        "a different step count runs on its own: {}",
+        logs[2]
+    );
 }
