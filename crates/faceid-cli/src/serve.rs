@@ -48,7 +48,8 @@ pub struct ServeArgs {
     /// Where result images are written (served under /files/).
     #[arg(long, env = "FACEID_FILES_DIR")]
     files_dir: Option<PathBuf>,
-    /// How long result images are kept, in seconds.
+    /// How long results (images, and the status and output of completed requests) are kept,
+    /// in seconds.
     #[arg(long, env = "FACEID_RETENTION_SECS", default_value_t = 3600)]
     retention_secs: u64,
     /// Refuse http(s) URLs as inputs (data: URIs only).

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use faceid_core::Device;
 use faceid_face::{DetectorModel, FaceAnalyzer, RecognizerModel};
@@ -162,6 +162,7 @@ fn outcome(
             body,
             inference_time: started.elapsed().as_secs_f64(),
             error: None,
+            finished_at: SystemTime::now(),
         },
         Err(None) => {
             jobs.log(id, "INFO", "cancelled".into());
@@ -174,6 +175,7 @@ fn outcome(
                 body: json!({"detail": failure.detail}),
                 inference_time: started.elapsed().as_secs_f64(),
                 error: Some((failure.message, failure.kind.to_string())),
+                finished_at: SystemTime::now(),
             }
         }
     }

@@ -44,6 +44,8 @@ pub struct Outcome {
     pub inference_time: f64,
     /// The error message and type, for failed requests.
     pub error: Option<(String, String)>,
+    /// When it finished (completed requests are forgotten after the retention time).
+    pub finished_at: SystemTime,
 }
 
 /// Where a request is.
@@ -147,6 +149,7 @@ pub fn cancelled_outcome() -> Outcome {
             "the request was cancelled".into(),
             "RequestCancelled".into(),
         )),
+        finished_at: SystemTime::now(),
     }
 }
 
@@ -449,6 +452,31 @@ impl Jobs {
             let owner = self.lock().jobs.get(&id).and_then(|j| j.owner.clone());
             self.cancel(&id, owner.as_deref());
         }
+    }
+
+    /// Forgets completed requests that finished more than `retention` ago (memory and disk);
+    /// returns how many.
+    pub fn sweep(&self, retention: std::time::Duration) -> usize {
+        let now = SystemTime::now();
+        let mut inner = self.lock();
+        let old: Vec<String> = inner
+            .jobs
+            .values()
+            .filter(|job| match &job.stage {
+                Stage::Completed(outcome) => now
+                    .duration_since(outcome.finished_at)
+                    .is_ok_and(|age| age > retention),
+                _ => false,
+            })
+            .map(|job| job.id.clone())
+            .collect();
+        for id in &old {
+            inner.jobs.remove(id);
+            if let Some(store) = &self.store {
+                store.remove(id);
+            }
+        }
+        old.len()
     }
 
     /// Whether requests survive a restart.

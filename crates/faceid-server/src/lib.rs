@@ -58,7 +58,7 @@ pub struct ServerConfig {
     pub max_batch: usize,
     /// Where result images are written.
     pub files_dir: PathBuf,
-    /// How long result images are kept.
+    /// How long results (images, and the status and output of completed requests) are kept.
     pub retention: Duration,
     /// How input URLs are fetched; its allow-list applies to webhook hosts too.
     pub fetch: FetchPolicy,
@@ -214,13 +214,22 @@ impl Server {
             public_url: public_url.clone(),
         });
         let app = router(state, config.max_body_bytes);
-        let sweeper = files.clone();
+        // Results (files and completed requests) are forgotten after the retention time.
+        let (sweep_files, sweep_jobs, retention) = (files.clone(), jobs.clone(), config.retention);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(
+                Duration::from_secs(60)
+                    .min(retention)
+                    .max(Duration::from_millis(100)),
+            );
             loop {
                 tick.tick().await;
-                let files = sweeper.clone();
-                let _ = tokio::task::spawn_blocking(move || files.sweep()).await;
+                let (files, jobs) = (sweep_files.clone(), sweep_jobs.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    files.sweep();
+                    jobs.sweep(retention);
+                })
+                .await;
             }
         });
         let handle = axum_server::Handle::new();

@@ -67,6 +67,7 @@ impl Store {
                 "body": o.body,
                 "inference_time": o.inference_time,
                 "error": o.error.as_ref().map(|(m, k)| json!([m, k])),
+                "finished_at": time_to_json(o.finished_at),
             })
         });
         let logs: Vec<Value> = record
@@ -93,6 +94,11 @@ impl Store {
             file.sync_all()?;
         }
         std::fs::rename(&tmp, &path)
+    }
+
+    /// Deletes a record.
+    pub fn remove(&self, id: &str) {
+        let _ = std::fs::remove_file(self.path(id));
     }
 
     /// Every stored record, in acceptance order; unreadable files are skipped with a warning.
@@ -129,6 +135,7 @@ fn parse(v: &Value) -> Option<Record> {
             status_code: o["status_code"].as_u64()? as u16,
             body: o["body"].clone(),
             inference_time: o["inference_time"].as_f64().unwrap_or(0.0),
+            finished_at: time_from_json(&o["finished_at"]),
             error: o["error"].as_array().map(|e| {
                 (
                     e[0].as_str().unwrap_or_default().to_string(),

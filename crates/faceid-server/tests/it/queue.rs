@@ -353,3 +353,36 @@ fn queued_requests_of_the_same_shape_run_as_one_batch() {
         logs[2]
     );
 }
+
+#[test]
+fn results_are_forgotten_after_the_retention_time() {
+    let server = start(|c| c.retention = Duration::from_secs(1));
+    let submit = format!("{}{QUEUE}", server.url);
+    let (_, id, accepted) = send("POST", &submit, Some(&input(1)), None);
+    wait_done(accepted["status_url"].as_str().unwrap());
+    let result = send(
+        "GET",
+        accepted["response_url"].as_str().unwrap(),
+        None,
+        None,
+    )
+    .2;
+    let file = result["image"]["url"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _, _) = send("GET", accepted["status_url"].as_str().unwrap(), None, None);
+        if status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request {id} still known after its retention"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        send("GET", &file, None, None).0,
+        404,
+        "its image is gone too"
+    );
+}
