@@ -11,7 +11,7 @@ use crate::CliError;
 #[derive(Args, Clone)]
 pub struct WeightsArgs {
     /// The fal model type; decides what is fetched (weights/manifest.toml).
-    #[arg(long, default_value = "1_5-v1")]
+    #[arg(long, env = "FACEID_MODEL_TYPE", default_value = "1_5-v1")]
     pub model_type: String,
     /// A Hugging Face repository replacing the model type's base model
     /// (fal's base_1_5_model_repo / base_sdxl_model_repo).
@@ -25,7 +25,7 @@ pub struct WeightsArgs {
     #[arg(long, env = "FACEID_BASE_MODEL")]
     pub base_model: Option<PathBuf>,
     /// A local VAE folder replacing the model's own.
-    #[arg(long)]
+    #[arg(long, env = "FACEID_VAE")]
     pub vae: Option<PathBuf>,
     /// A local IP-Adapter FaceID checkpoint (ip-adapter-faceid_sd15.bin or .safetensors)
     /// instead of the model type's from the hub.

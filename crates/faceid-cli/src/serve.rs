@@ -75,11 +75,12 @@ pub struct ServeArgs {
     /// Where the weights come from (the model type loaded at start).
     #[command(flatten)]
     weights: WeightsArgs,
-    /// A local face detector ONNX model.
-    #[arg(long)]
+    /// A local face detector ONNX model (default: the model type's, else the built-in
+    /// RetinaFace).
+    #[arg(long, env = "FACEID_DETECTOR")]
     detector: Option<PathBuf>,
     /// Load the models on the first request instead of at start.
-    #[arg(long)]
+    #[arg(long, env = "FACEID_LAZY")]
     lazy: bool,
     /// flex (CPU), wgpu or cuda.
     #[arg(long, env = "FACEID_DEVICE", default_value = "flex")]
