@@ -154,13 +154,78 @@ impl Attention {
             t.reshape([b, n, self.heads, inner / self.heads])
                 .swap_dims(1, 2)
         };
+        let (q, k, v) = (split(q), split(k), split(v));
+        #[cfg(feature = "flex")]
+        if let Some(out) = long_attention_on_flex(&q, &k, &v) {
+            return out.swap_dims(1, 2).reshape([b, s, inner]);
+        }
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
             is_causal: false,
         };
-        attention(split(q), split(k), split(v), None, None, options)
+        attention(q, k, v, None, None, options)
             .swap_dims(1, 2)
             .reshape([b, s, inner])
+    }
+}
+
+/// Keys from which [`crate::host_attention`] takes over on the CPU backend.
+#[cfg(feature = "flex")]
+const LONG_ATTENTION: usize = 1024;
+
+/// Self-attention over long sequences in f32 on flex runs on the host kernel; `None` for
+/// everything else (other backends, dtypes, short key sequences).
+#[cfg(feature = "flex")]
+fn long_attention_on_flex(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<Tensor<4>> {
+    use burn::tensor::{DType, Device, TensorData};
+    let device = q.device();
+    let [batch, heads, queries, dim] = q.dims();
+    let [_, _, keys, value_dim] = v.dims();
+    if keys < LONG_ATTENTION || q.dtype() != DType::F32 || device != Device::flex() {
+        return None;
+    }
+    let host = |t: &Tensor<4>| t.clone().into_data().try_into_vec::<f32>().ok();
+    let shape = crate::host_attention::Shape {
+        heads: batch * heads,
+        queries,
+        keys,
+        dim,
+        value_dim,
+    };
+    let scale = 1.0 / (dim as f32).sqrt();
+    let out = crate::host_attention::attention(&host(q)?, &host(k)?, &host(v)?, shape, scale);
+    Some(Tensor::from_data(
+        TensorData::new(out, [batch, heads, queries, value_dim]),
+        &device,
+    ))
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::*;
+
+    #[test]
+    fn the_long_sequence_kernel_agrees_with_burns_attention() {
+        let device = Device::flex();
+        // [batch, seq, heads, dim] swapped to [batch, heads, seq, dim], as `attend` lays them out.
+        let make = |seq: usize, dim: usize| {
+            Tensor::<4>::random([2, seq, 3, dim], Distribution::Normal(0.0, 1.0), &device)
+                .swap_dims(1, 2)
+        };
+        let (q, k, v) = (make(130, 40), make(1100, 40), make(1100, 24));
+        let ours = long_attention_on_flex(&q, &k, &v).expect("taken for 1100 keys");
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: false,
+        };
+        let reference = attention(q, k, v, None, None, options);
+        let diff: f32 = (ours - reference).abs().max().into_scalar();
+        assert!(diff < 1e-5, "max abs difference {diff}");
+        // Short key sequences stay on burn's kernel.
+        assert!(long_attention_on_flex(&make(4, 8), &make(77, 8), &make(77, 8)).is_none());
     }
 }

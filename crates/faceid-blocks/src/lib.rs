@@ -3,6 +3,8 @@
 #![deny(missing_docs)]
 
 mod attention;
+#[cfg(feature = "flex")]
+mod host_attention;
 mod resnet;
 
 pub use attention::{Attention, AttentionShape, IpAttention, Projection};
