@@ -18,16 +18,6 @@ fn configs() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights/configs/sd15")
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_string();
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
 fn normal<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), device)
 }
@@ -88,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "impl": "faceid",
             "workload": workload,
             "times": times,
-            "peak_rss_mib": peak_rss_mib(),
+            "peak_rss_mib": faceid::core::testing::peak_rss_mib().unwrap_or(f64::NAN),
         })
     );
     Ok(())

@@ -13,14 +13,6 @@ fn configs() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights/configs/sd15")
 }
 
-/// Peak resident memory of this process in MiB (Linux).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 #[test]
 fn sd15_unet_runs_one_guidance_step() {
     // On flex only: a full-size step on a software GPU would take far too long.
@@ -57,7 +49,7 @@ fn sd15_unet_runs_one_guidance_step() {
         );
         eprintln!(
             "{device:?}: SD 1.5 UNet ({params} params) built in {load:.2?}, batch-2 64x64 step {step:.2?}, peak RSS {:.0} MiB",
-            peak_rss_mib().unwrap_or(f64::NAN)
+            faceid::core::testing::peak_rss_mib().unwrap_or(f64::NAN)
         );
     }
 }

@@ -10,6 +10,7 @@ use faceid_face::{
     RecognizerModel, ZipLimits, read_zip,
 };
 use faceid_hub::ModelFiles;
+use faceid_pipeline::fal::ModelType;
 use faceid_pipeline::{
     AdapterOptions, GenerateRequest, LoraSource, SchedulerKind, StableDiffusion, grid,
     identity_from_images,
@@ -18,9 +19,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::CliError;
 use crate::fetch::WeightsArgs;
-
-/// The model types `generate` runs.
-const GENERATES: [&str; 2] = ["1_5-v1", "1_5-auraface-v1"];
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -102,12 +100,13 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         .as_deref()
         .map(faceid_core::tensor_file::read_tensor)
         .transpose()?;
-    let seed = args.seed.unwrap_or_else(random_seed);
-    if !GENERATES.contains(&args.weights.model_type.as_str()) {
+    let seed = args.seed.unwrap_or_else(faceid_pipeline::fal::random_seed);
+    let model_type: ModelType = args.weights.model_type.parse()?;
+    if !model_type.generates() {
         return Err(format!(
             "model type '{}' cannot generate yet (supported: {}); `faceid fetch` downloads its weights",
-            args.weights.model_type,
-            GENERATES.join(", ")
+            model_type.name(),
+            ModelType::generating().join(", ")
         )
         .into());
     }
@@ -243,10 +242,4 @@ fn identity(
         ..DetectOptions::default()
     };
     Ok(Some(identity_from_images(&analyzer, &images, &options)?))
-}
-
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    // Seeds stay below 2^32 so they mean the same thing to torch's manual_seed everywhere.
-    RandomState::new().hash_one(std::time::SystemTime::now()) & 0xFFFF_FFFF
 }

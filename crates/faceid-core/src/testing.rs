@@ -79,3 +79,11 @@ pub fn max_pixel_error(pixels: &[u8], expected: &[f32]) -> f32 {
         .map(|(p, x)| (*p as f32 - x * 255.0).abs())
         .fold(0.0, f32::max)
 }
+
+/// Peak resident memory of this process in MiB (Linux `VmHWM`), for reports next to timings.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

@@ -62,6 +62,28 @@ impl ModelType {
     pub fn is_sdxl(self) -> bool {
         matches!(self, Self::SdxlV1 | Self::SdxlV2Plus)
     }
+
+    /// Whether this build's pipeline generates with it: the MLP-projection FaceID on SD 1.5
+    /// (`1_5-auraface-v1` needs its adapter as a local file: fal has not published it).
+    pub fn generates(self) -> bool {
+        matches!(self, Self::Sd15V1 | Self::Sd15AuraFaceV1)
+    }
+
+    /// The names of the model types this build generates with.
+    pub fn generating() -> Vec<&'static str> {
+        Self::ALL
+            .into_iter()
+            .filter(|m| m.generates())
+            .map(Self::name)
+            .collect()
+    }
+}
+
+/// A seed for requests that give none: below 2^32, so it means the same to torch's
+/// `manual_seed` everywhere.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now()) & 0xFFFF_FFFF
 }
 
 impl std::str::FromStr for ModelType {

@@ -83,7 +83,7 @@ pub fn run(
         first.model_type.name(),
         models.base_label(base_repo)
     );
-    let mut prepared: Vec<(Work, GenerateRequest)> = Vec::new();
+    let (mut prepared, mut requests): (Vec<Work>, Vec<GenerateRequest>) = (Vec::new(), Vec::new());
     for work in batch {
         if work.cancel.load(Ordering::SeqCst) {
             results.push((work.id, Err(None)));
@@ -91,7 +91,10 @@ pub fn run(
         }
         jobs.log(&work.id, "INFO", label.clone());
         match prepare(&loaded, jobs, policy, &work) {
-            Ok(request) => prepared.push((work, request)),
+            Ok(request) => {
+                prepared.push(work);
+                requests.push(request);
+            }
             Err(failure) => results.push((work.id, Err(Some(failure)))),
         }
     }
@@ -99,7 +102,7 @@ pub fn run(
         return results;
     }
     if prepared.len() > 1 {
-        for (work, _) in &prepared {
+        for work in &prepared {
             jobs.log(
                 &work.id,
                 "INFO",
@@ -110,19 +113,15 @@ pub fn run(
             );
         }
     }
-    let requests: Vec<GenerateRequest> = prepared.iter().map(|(_, r)| r.clone()).collect();
     let mut last_logged = 0;
     let generated = loaded.sd.generate_batch(&requests, &mut |p| {
         if p.step > last_logged {
             last_logged = p.step;
-            for (work, _) in &prepared {
+            for work in &prepared {
                 jobs.log(&work.id, "INFO", format!("step {}/{}", p.step, p.total));
             }
         }
-        if prepared
-            .iter()
-            .all(|(w, _)| w.cancel.load(Ordering::SeqCst))
-        {
+        if prepared.iter().all(|w| w.cancel.load(Ordering::SeqCst)) {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -130,7 +129,7 @@ pub fn run(
     });
     match generated {
         Ok(generated) => {
-            for ((work, _), out) in prepared.into_iter().zip(generated) {
+            for (work, out) in prepared.into_iter().zip(generated) {
                 if work.cancel.load(Ordering::SeqCst) {
                     results.push((work.id, Err(None)));
                     continue;
@@ -143,14 +142,14 @@ pub fn run(
             }
         }
         Err(PipelineError::Cancelled { .. }) => {
-            results.extend(prepared.into_iter().map(|(w, _)| (w.id, Err(None))));
+            results.extend(prepared.into_iter().map(|w| (w.id, Err(None))));
         }
         Err(e) => {
             let failure = pipeline_failure(e);
             results.extend(
                 prepared
                     .into_iter()
-                    .map(|(w, _)| (w.id, Err(Some(failure.clone())))),
+                    .map(|w| (w.id, Err(Some(failure.clone())))),
             );
         }
     }
@@ -181,7 +180,7 @@ fn prepare(
         "INFO",
         format!("face identity from {} image(s)", images.len()),
     );
-    let seed = input.seed.unwrap_or_else(random_seed);
+    let seed = input.seed.unwrap_or_else(faceid_pipeline::fal::random_seed);
     let request = input.to_generate_request(seed, Some(identity));
     loaded.sd.check(&request).map_err(pipeline_failure)?;
     Ok(request)
@@ -214,9 +213,4 @@ fn pipeline_failure(e: PipelineError) -> Failure {
         },
         other => Failure::internal("GenerationError", other.to_string()),
     }
-}
-
-/// A seed below 2^32, so it means the same to torch's manual_seed.
-pub fn random_seed() -> u64 {
-    uuid::Uuid::new_v4().as_u128() as u64 & 0xFFFF_FFFF
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use faceid_face::{FaceImage, ImageLimits, ZipLimits, read_zip};
 use faceid_pipeline::fal::FalRequest;
+use ureq::http::Uri;
 
 /// Why an input could not be used; becomes a 422 naming the field.
 #[derive(Debug)]
@@ -206,34 +207,35 @@ fn resolve_location(base: &str, location: &str) -> Result<String, String> {
     if location.starts_with("http://") || location.starts_with("https://") {
         return Ok(location.to_string());
     }
-    if let Some(path) = location.strip_prefix('/') {
-        let (scheme, rest) = base.split_once("://").ok_or("bad URL")?;
-        let host = rest.split('/').next().unwrap_or(rest);
-        return Ok(format!("{scheme}://{host}/{path}"));
+    let base: Uri = base.parse().map_err(|_| format!("bad URL {base}"))?;
+    match (
+        location.starts_with('/'),
+        base.scheme_str(),
+        base.authority(),
+    ) {
+        (true, Some(scheme), Some(authority)) => Ok(format!("{scheme}://{authority}{location}")),
+        _ => Err(format!("unsupported redirect target {location}")),
     }
-    Err(format!("unsupported redirect target {location}"))
 }
 
-/// Refuses URLs whose host resolves to an internal address (unless allow-listed).
+/// Refuses URLs whose host resolves to an internal address (unless allow-listed), with a
+/// message naming the address; the resolver of [`guarded_agent`] enforces the same at connect.
 pub(crate) fn check_host(url: &str, policy: &FetchPolicy) -> Result<(), String> {
-    let (scheme, rest) = url.split_once("://").ok_or("bad URL")?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| format!("{url} is not a valid URL"))?;
+    let scheme = uri.scheme_str().unwrap_or_default();
     if scheme != "http" && scheme != "https" {
         return Err(format!("{scheme}: URLs are not fetched"));
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
+    let authority = uri.authority().ok_or(format!("{url} has no host"))?;
+    if authority.as_str().contains('@') {
         return Err("URLs with credentials are not fetched".into());
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') && h.ends_with(']') => {
-            match p.parse::<u16>() {
-                Ok(port) => (h, port),
-                Err(_) => (authority, if scheme == "https" { 443 } else { 80 }),
-            }
-        }
-        _ => (authority, if scheme == "https" { 443 } else { 80 }),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     if host.is_empty() {
         return Err(format!("{url} has no host"));
     }
@@ -244,6 +246,9 @@ pub(crate) fn check_host(url: &str, policy: &FetchPolicy) -> Result<(), String> 
     {
         return Ok(());
     }
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
     let addrs: Vec<IpAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?

@@ -32,7 +32,6 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 
-pub use batch::random_seed;
 pub use engine::Models;
 pub use input::{FetchPolicy, InputError, is_internal, load};
 pub use routes::APP;
