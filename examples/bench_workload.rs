@@ -1,25 +1,145 @@
 //! One timed workload on full-size SD 1.5 architectures with random weights (timing needs no
 //! real weights), printed as one JSON line: the Rust side of `cargo xtask bench`, whose PyTorch
-//! side is `tests/bench/torch_workload.py`.
+//! side is `tests/bench/torch_workload.py`. The two define the same workloads:
 //!
-//! `cargo run --example bench_workload -- WORKLOAD RUNS` with WORKLOAD one of `unet-64`
-//! (guidance step: batch 2, 64×64 latents, 77 tokens), `unet-96` (768×768), `vae-decode-64`,
-//! `text-encode`.
+//! - `unet-64`, `unet-96`: one classifier-free-guidance UNet step (batch 2, 64×64 or 96×96
+//!   latents, i.e. 512×512 or 768×768 images, 77 text tokens, timestep 981).
+//! - `unet-64-ip`, `unet-96-ip`: the same with IP-Adapter FaceID's image branch in all 16
+//!   cross-attention layers and 4 image tokens per sample (its LoRA is fused into the weights, so
+//!   it costs nothing here).
+//! - `vae-decode-64`: VAE decode of one 64×64 latent to a 512×512 image.
+//! - `text-encode`: CLIP ViT-L text encoder, batch 2 × 77 tokens.
+//! - `loop-20`: 20 DDIM steps of the guidance loop at 64×64 (one time per loop), on the diffusers
+//!   folder `tests/bench/gen_models.py` writes.
+//! - `faceid-pipeline`: the whole FaceID pipeline at 512×512 as an application runs it: load the
+//!   folder, the FaceID checkpoint and the insightface models, then detect, embed, encode the
+//!   prompt, 2 denoising steps with guidance, decode. Loading is outside the timing and inside
+//!   the peak memory.
+//!
+//! `cargo run --example bench_workload -- WORKLOAD RUNS`; the generated models are read from
+//! `FACEID_BENCH_MODELS` (default `target/bench-models`).
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use faceid::blocks::IpAttention;
 use faceid::clip::{ClipTextConfig, ClipTextModel};
-use faceid::core::{Device, Tensor, Weights};
+use faceid::core::nn::Linear;
+use faceid::core::{Device, Tensor, TorchGenerator, Weights};
+use faceid::face::{
+    DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel,
+};
+use faceid::pipeline::{AdapterOptions, SchedulerKind, identity_from_images};
+use faceid::scheduler::SchedulerConfig;
 use faceid::unet::{UNet2DConditionModel, UNetConfig};
 use faceid::vae::{AutoencoderKL, VaeConfig};
+use faceid::{GenerateRequest, StableDiffusion};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
 fn configs() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights/configs/sd15")
+    root().join("weights/configs/sd15")
+}
+
+fn models() -> PathBuf {
+    std::env::var_os("FACEID_BENCH_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/bench-models"))
 }
 
 fn normal<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), device)
+}
+
+type Work = Box<dyn FnMut() -> Result<(), Box<dyn std::error::Error>>>;
+
+fn unet_step(side: usize, ip: bool, device: &Device) -> Result<Work, Box<dyn std::error::Error>> {
+    let weights = Weights::random(0, device);
+    let mut unet = UNet2DConditionModel::load(
+        &weights,
+        UNetConfig::from_file(&configs().join("unet/config.json"))?,
+    )?;
+    let tokens = if ip {
+        let image_dim = 768;
+        for (name, attention) in unet.attentions_mut() {
+            if name.ends_with("attn2") {
+                let (inner, _, _) = attention.dims();
+                let scope = weights.root().at(&name);
+                let to_k_ip = Linear::load(&scope.at("to_k_ip"), image_dim, inner, false)?;
+                let to_v_ip = Linear::load(&scope.at("to_v_ip"), image_dim, inner, false)?;
+                attention.set_ip_adapter(IpAttention::new(to_k_ip, to_v_ip, 1.0));
+            }
+        }
+        Some(normal([2, 4, image_dim], device))
+    } else {
+        None
+    };
+    let sample = normal([2, 4, side, side], device);
+    let context = normal([2, 77, 768], device);
+    Ok(Box::new(move || {
+        let out = unet.forward_with_image(sample.clone(), 981.0, &context, tokens.as_ref())?;
+        let _ = out.into_data();
+        Ok(())
+    }))
+}
+
+fn loop_20(device: &Device) -> Result<Work, Box<dyn std::error::Error>> {
+    let dir = models().join("sd15");
+    let sd = StableDiffusion::from_dir(&dir, None, device)?;
+    let config = SchedulerConfig::from_file(dir.join("scheduler/scheduler_config.json"))?;
+    let context = normal([2, 77, 768], device);
+    Ok(Box::new(move || {
+        let mut scheduler = SchedulerKind::Ddim.build(&config)?;
+        scheduler.set_timesteps(20)?;
+        let mut generator = TorchGenerator::new(0);
+        let latents = generator.randn_tensor([1, 4, 64, 64], sd.device());
+        let out = sd.denoise(
+            scheduler.as_mut(),
+            latents,
+            &context,
+            None,
+            7.5,
+            &mut generator,
+            &mut |_| ControlFlow::Continue(()),
+        )?;
+        let _ = out.into_data();
+        Ok(())
+    }))
+}
+
+fn faceid_pipeline(device: &Device) -> Result<Work, Box<dyn std::error::Error>> {
+    let models = models();
+    let mut sd = StableDiffusion::from_dir(&models.join("sd15"), None, device)?;
+    sd.install_faceid(
+        &models.join("ip-adapter-faceid_sd15.bin"),
+        &AdapterOptions::default(),
+    )?;
+    let pack = models.join("insightface/models/buffalo_l");
+    let faces = FaceAnalyzer::new(
+        DetectorModel::File(pack.join("det_10g.onnx")),
+        Some(RecognizerModel::File(pack.join("w600k_r50.onnx"))),
+        device,
+    )?;
+    let photo = root().join("tests/data/faces/astronaut.png");
+    Ok(Box::new(move || {
+        let image = FaceImage::open(&photo, &ImageLimits::default())?;
+        let identity = identity_from_images(&faces, &[image], &DetectOptions::default())?;
+        let request = GenerateRequest {
+            prompt: "a photo of a person, best quality, high quality".into(),
+            negative_prompt: "monochrome, lowres, bad anatomy, worst quality, low quality".into(),
+            steps: 2,
+            seed: 42,
+            scheduler: Some(SchedulerKind::Ddim),
+            face_embedding: Some(identity),
+            ..Default::default()
+        };
+        let out = sd.generate(&request, &mut |_| ControlFlow::Continue(()))?;
+        assert_eq!(out.images.len(), 1);
+        Ok(())
+    }))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,49 +147,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let workload = args.first().map(String::as_str).unwrap_or("unet-64");
     let runs: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(3);
     let device = Device::flex();
-    let weights = Weights::random(0, &device);
-    let mut work: Box<dyn FnMut()> = match workload {
-        "unet-64" | "unet-96" => {
-            let side = if workload == "unet-64" { 64 } else { 96 };
-            let unet = UNet2DConditionModel::load(
-                &weights,
-                UNetConfig::from_file(&configs().join("unet/config.json"))?,
-            )?;
-            let sample = normal([2, 4, side, side], &device);
-            let context = normal([2, 77, 768], &device);
-            Box::new(move || {
-                let out = unet
-                    .forward(sample.clone(), 981.0, &context)
-                    .expect("forward");
-                let _ = out.into_data();
-            })
-        }
+    let mut work: Work = match workload {
+        "unet-64" => unet_step(64, false, &device)?,
+        "unet-96" => unet_step(96, false, &device)?,
+        "unet-64-ip" => unet_step(64, true, &device)?,
+        "unet-96-ip" => unet_step(96, true, &device)?,
         "vae-decode-64" => {
+            let weights = Weights::random(0, &device);
             let vae = AutoencoderKL::load(
                 &weights,
                 VaeConfig::from_file(&configs().join("vae/config.json"))?,
             )?;
             let z = normal([1, 4, 64, 64], &device);
             Box::new(move || {
-                let _ = vae.decode(z.clone()).expect("decode").into_data();
+                let _ = vae.decode(z.clone())?.into_data();
+                Ok(())
             })
         }
         "text-encode" => {
+            let weights = Weights::random(0, &device);
             let config: ClipTextConfig =
                 faceid::core::config::read_json(&configs().join("text_encoder/config.json"))?;
             let text = ClipTextModel::load(&weights, &config)?;
             let ids = vec![vec![49406u32; 77]; 2];
             Box::new(move || {
-                let _ = text.encode(&ids).expect("encode").into_data();
+                let _ = text.encode(&ids)?.into_data();
+                Ok(())
             })
         }
+        "loop-20" => loop_20(&device)?,
+        "faceid-pipeline" => faceid_pipeline(&device)?,
         other => return Err(format!("unknown workload '{other}'").into()),
     };
-    work(); // warm-up
+    let loaded_rss = faceid::core::testing::peak_rss_mib().unwrap_or(f64::NAN);
+    work()?; // warm-up
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let start = Instant::now();
-        work();
+        work()?;
         times.push(start.elapsed().as_secs_f64());
     }
     println!(
@@ -79,6 +194,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "workload": workload,
             "times": times,
             "peak_rss_mib": faceid::core::testing::peak_rss_mib().unwrap_or(f64::NAN),
+            "loading_peak_rss_mib": loaded_rss,
         })
     );
     Ok(())

@@ -4,7 +4,8 @@
 //!
 //! - [`pipeline`]: load a diffusers model folder once, generate many times.
 //! - [`face`]: insightface-compatible face detection, alignment and ArcFace embeddings.
-//! - [`clip`], [`unet`], [`vae`], [`scheduler`]: the Stable Diffusion components.
+//! - [`clip`], [`unet`], [`vae`], [`scheduler`]: the Stable Diffusion components, and [`blocks`]
+//!   the attention and resnet blocks they share.
 //! - [`hub`]: the weights each fal model type needs, found in or fetched into the Hugging Face
 //!   and insightface caches.
 //! - [`onnx`]: the ONNX graph runtime the face models run on.
@@ -13,6 +14,7 @@
 //! See `faceid_pipeline::StableDiffusion` for a runnable example.
 #![deny(missing_docs)]
 
+pub use faceid_blocks as blocks;
 pub use faceid_clip as clip;
 pub use faceid_core as core;
 pub use faceid_face as face;

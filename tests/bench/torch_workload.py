@@ -1,11 +1,59 @@
-"""One timed workload in PyTorch/diffusers, the same as examples/bench_workload.rs: full-size SD 1.5
-architectures from weights/configs/sd15 with their default random initialisation, float32, on the
-CPU with the thread count of `torch.set_num_threads` (default 2), printed as one JSON line.
+"""One timed workload in PyTorch/diffusers, the same as examples/bench_workload.rs, float32, on the
+CPU with the thread count of `torch.set_num_threads` (default 2), printed as one JSON line
+`{"impl", "workload", "times", "peak_rss_mib", "torch", "threads"}` (the last line of stdout;
+library chatter goes to stderr).
 
-    python tests/bench/torch_workload.py WORKLOAD RUNS
+    python tests/bench/torch_workload.py WORKLOAD [RUNS [THREADS]]
+
+Each workload is built (and its models loaded), run once untimed (warm-up), then run RUNS times
+(default 3), each run timed alone. `peak_rss_mib` is the process's ru_maxrss: the whole process,
+building and loading included. Workloads:
+
+- `unet-64`, `unet-96`: one forward pass of the full-size SD 1.5 UNet (weights/configs/sd15/unet,
+  diffusers' default random initialisation): sample [2, 4, S, S] with S = 64 / 96 (a guidance pair
+  at 512 / 768 px), timestep 981, text context [2, 77, 768].
+- `unet-64-ip`, `unet-96-ip`: the same UNet pass with IP-Adapter FaceID's image branch wired the
+  way diffusers' `load_ip_adapter` wires it: every cross-attention processor (attn2, 16 of them)
+  is an `IPAdapterAttnProcessor2_0` (num_tokens 4, scale 1.0, to_k_ip / to_v_ip [hidden, 768]
+  without bias, PyTorch's default random initialisation), every self-attention processor a plain
+  `AttnProcessor2_0`; `unet.encoder_hid_proj` = MultiIPAdapterImageProjection([
+  IPAdapterFaceIDImageProjection(512 -> 1024 -> GELU -> 4 x 768, LayerNorm(768))]),
+  encoder_hid_dim_type "ip_image_proj". Inputs as for unet-64 / unet-96 plus
+  `added_cond_kwargs={"image_embeds": [id]}` with id [2, 1, 512] random (batch, one ID image,
+  512-d): inside the timed call the projection makes the 4 image tokens per sample
+  ([2, 1, 4, 768]) and each attn2 adds scale * Attn(q, to_k_ip(tokens), to_v_ip(tokens)) to the
+  text attention. No LoRA (the Rust side fuses it into the weights: no extra cost). The warm-up
+  asserts that all 16 image branches ran.
+- `loop-20`: the classifier-free-guidance denoising loop at 512 x 512 (64 x 64 latents):
+  `StableDiffusionPipeline` loaded from `$FACEID_BENCH_MODELS/sd15` (written by
+  tests/bench/gen_models.py; default target/bench-models), `DDIMScheduler.from_config` of its
+  scheduler config (leading spacing, steps_offset 1: timesteps 951, 901, ..., 1; eta 0),
+  `prompt_embeds` / `negative_prompt_embeds` random [1, 77, 768], guidance 7.5,
+  20 steps, latents drawn from a CPU generator seeded 0, `output_type="latent"`: 20 UNet passes on
+  batch 2 plus the guidance combination and the DDIM updates; no text encoder, no VAE. One time
+  per loop. The warm-up runs the same call with 1 step instead of 20.
+- `faceid-pipeline`: IP-Adapter FaceID v1 end to end at 512 x 512, as the diffusers FaceID docs
+  run it. Loading (untimed): the pipeline from `$FACEID_BENCH_MODELS/sd15` (safety_checker=None),
+  DDIM as above, `load_ip_adapter($FACEID_BENCH_MODELS, subfolder=None,
+  weight_name="ip-adapter-faceid_sd15.bin", image_encoder_folder=None)` (the rank-128 LoRA goes
+  in through PEFT, unfused, IP scale 1.0), insightface `FaceAnalysis(name="buffalo_l",
+  root=$FACEID_BENCH_MODELS/insightface, allowed_modules=["detection", "recognition"])` on the CPU
+  with onnxruntime limited to THREADS intra-op threads, `prepare(ctx_id=0, det_size=(640, 640))`.
+  Timed, per run: `cv2.imread` of tests/data/faces/astronaut.png (512 x 512, BGR), `app.get`
+  (SCRFD detection at 640 -> exactly one face with these models -> norm_crop 112 -> ArcFace),
+  `faces[0].normed_embedding` as id [1, 1, 1, 512], `ip_adapter_image_embeds=[cat(zeros, id)]`
+  ([2, 1, 1, 512], the zero embedding is the unconditional half), prompt
+  "a photo of a person, best quality, high quality", negative prompt
+  "monochrome, lowres, bad anatomy, worst quality, low quality" (tokenizer + text encoder, both
+  halves), 2 DDIM steps (timesteps 501, 1) with guidance 7.5, CPU generator seeded 42, VAE decode
+  and conversion to a PIL image.
+- `vae-decode-64`: the full-size VAE decoder on a latent [1, 4, 64, 64] (a 512 x 512 image).
+- `text-encode`: the full-size CLIP text encoder on token ids [2, 77] (all 49406).
 """
 
+import contextlib
 import json
+import os
 import pathlib
 import resource
 import sys
@@ -15,6 +63,81 @@ import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "weights" / "configs" / "sd15"
+MODELS = pathlib.Path(os.environ.get("FACEID_BENCH_MODELS", ROOT / "target" / "bench-models"))
+FACE_PHOTO = ROOT / "tests" / "data" / "faces" / "astronaut.png"
+ADAPTER_FILE = "ip-adapter-faceid_sd15.bin"
+PROMPT = "a photo of a person, best quality, high quality"
+NEGATIVE_PROMPT = "monochrome, lowres, bad anatomy, worst quality, low quality"
+
+
+def sd15_unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(CONFIGS / "unet")).eval()
+
+
+def install_faceid_image_branch(unet):
+    """What `load_ip_adapter` does to the UNet for a FaceID v1 checkpoint, minus the LoRA, with
+    random weights. Returns the to_k_ip modules, one per cross-attention layer."""
+    from diffusers.models.attention_processor import AttnProcessor2_0, IPAdapterAttnProcessor2_0
+    from diffusers.models.embeddings import IPAdapterFaceIDImageProjection, MultiIPAdapterImageProjection
+
+    cad = unet.config.cross_attention_dim
+    processors = {}
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            processors[name] = AttnProcessor2_0()
+        else:
+            hidden = unet.get_submodule(name[: -len(".processor")]).to_q.out_features
+            processors[name] = IPAdapterAttnProcessor2_0(hidden, cross_attention_dim=cad, num_tokens=(4,), scale=1.0)
+    image_branches = [p.to_k_ip[0] for p in processors.values() if isinstance(p, IPAdapterAttnProcessor2_0)]
+    unet.set_attn_processor(processors)  # (empties the dict)
+    unet.encoder_hid_proj = MultiIPAdapterImageProjection(
+        [IPAdapterFaceIDImageProjection(image_embed_dim=512, cross_attention_dim=cad, mult=2, num_tokens=4)]
+    )
+    unet.config.encoder_hid_dim_type = "ip_image_proj"  # as diffusers' loader sets it
+    unet.eval()
+    return image_branches
+
+
+def sd15_pipeline():
+    """The SD 1.5 folder written by gen_models.py, with DDIM instead of its PNDM scheduler."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(MODELS / "sd15"), safety_checker=None)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def face_analysis(threads):
+    """insightface's FaceAnalysis on buffalo_l, detection and recognition only, on the CPU.
+    FaceAnalysis has no option for onnxruntime's thread count: its session class gets
+    SessionOptions with `threads` intra-op threads while the models load."""
+    import onnxruntime as ort
+    from insightface.app import FaceAnalysis
+    from insightface.model_zoo import model_zoo
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session_init = model_zoo.PickableInferenceSession.__init__
+
+    def init(self, model_path, **kwargs):
+        session_init(self, model_path, sess_options=options, **kwargs)
+
+    model_zoo.PickableInferenceSession.__init__ = init
+    try:
+        app = FaceAnalysis(
+            name="buffalo_l",
+            root=str(MODELS / "insightface"),
+            allowed_modules=["detection", "recognition"],
+            providers=["CPUExecutionProvider"],
+        )
+    finally:
+        model_zoo.PickableInferenceSession.__init__ = session_init
+    app.prepare(ctx_id=0, det_size=(640, 640))
+    return app
 
 
 def main() -> None:
@@ -23,17 +146,91 @@ def main() -> None:
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    with torch.inference_mode():
+    # diffusers / insightface print progress and model lists: keep stdout for the JSON line.
+    with torch.inference_mode(), contextlib.redirect_stdout(sys.stderr):
+        warmup = None  # the warm-up call, when it is not `work` itself
+        check = None  # called with the warm-up's result
         if workload in ("unet-64", "unet-96"):
-            from diffusers import UNet2DConditionModel
-
             side = 64 if workload == "unet-64" else 96
-            model = UNet2DConditionModel.from_config(
-                UNet2DConditionModel.load_config(CONFIGS / "unet")
-            ).eval()
+            model = sd15_unet()
             sample = torch.randn(2, 4, side, side)
             context = torch.randn(2, 77, 768)
             work = lambda: model(sample, 981, encoder_hidden_states=context).sample
+        elif workload in ("unet-64-ip", "unet-96-ip"):
+            side = 64 if workload == "unet-64-ip" else 96
+            model = sd15_unet()
+            to_k_ip = install_faceid_image_branch(model)
+            sample = torch.randn(2, 4, side, side)
+            context = torch.randn(2, 77, 768)
+            id_embeds = torch.randn(2, 1, 512)
+            cond = {"image_embeds": [id_embeds]}
+            work = lambda: model(sample, 981, encoder_hidden_states=context, added_cond_kwargs=cond).sample
+            # Proof that the image branch runs: each to_k_ip sees the 4 tokens of both samples.
+            seen = []
+            hooks = [m.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape))) for m in to_k_ip]
+
+            def check(_):
+                assert len(to_k_ip) == 16 and seen == [(2, 1, 4, 768)] * 16, seen
+                for h in hooks:
+                    h.remove()
+
+        elif workload == "loop-20":
+            from diffusers import DDIMScheduler
+
+            pipe = sd15_pipeline()
+            embeds = torch.randn(1, 77, 768)
+            negative = torch.randn(1, 77, 768)
+
+            def loop(steps):
+                return pipe(
+                    prompt_embeds=embeds,
+                    negative_prompt_embeds=negative,
+                    guidance_scale=7.5,
+                    num_inference_steps=steps,
+                    height=512,
+                    width=512,
+                    generator=torch.Generator("cpu").manual_seed(0),
+                    output_type="latent",
+                ).images
+
+            work = lambda: loop(20)
+            warmup = lambda: loop(1)
+
+            def check(latents):
+                assert tuple(latents.shape) == (1, 4, 64, 64), latents.shape
+                assert isinstance(pipe.scheduler, DDIMScheduler) and len(pipe.scheduler.timesteps) == 1
+
+        elif workload == "faceid-pipeline":
+            import cv2
+
+            pipe = sd15_pipeline()
+            pipe.load_ip_adapter(str(MODELS), subfolder=None, weight_name=ADAPTER_FILE, image_encoder_folder=None)
+            app = face_analysis(threads)
+
+            def work():
+                img = cv2.imread(str(FACE_PHOTO))  # BGR, as insightface expects
+                faces = app.get(img)
+                if not faces:
+                    raise SystemExit(f"no face found in {FACE_PHOTO}")
+                ref = torch.from_numpy(faces[0].normed_embedding).reshape(1, 1, 1, 512)
+                id_embeds = torch.cat([torch.zeros_like(ref), ref])
+                return pipe(
+                    prompt=PROMPT,
+                    negative_prompt=NEGATIVE_PROMPT,
+                    ip_adapter_image_embeds=[id_embeds],
+                    num_inference_steps=2,
+                    guidance_scale=7.5,
+                    height=512,
+                    width=512,
+                    generator=torch.Generator("cpu").manual_seed(42),
+                ).images[0]
+
+            def check(image):
+                assert image.size == (512, 512), image.size
+                assert pipe.scheduler.timesteps.tolist() == [501, 1], pipe.scheduler.timesteps
+                assert pipe.unet.config.encoder_hid_dim_type == "ip_image_proj"
+                assert len(app.get(cv2.imread(str(FACE_PHOTO)))) == 1
+
         elif workload == "vae-decode-64":
             from diffusers import AutoencoderKL
 
@@ -48,7 +245,9 @@ def main() -> None:
             work = lambda: model(ids).last_hidden_state
         else:
             raise SystemExit(f"unknown workload {workload!r}")
-        work()  # warm-up
+        result = (warmup or work)()
+        if check is not None:
+            check(result)
         times = []
         for _ in range(runs):
             start = time.perf_counter()

@@ -6,9 +6,12 @@
 //! - `fetch [--model-type T|all] [--base-repo R] [--no-face]`: downloads the weights of a fal
 //!   model type (default `1_5-v1`) into the Hugging Face and insightface caches, as
 //!   `faceid fetch` does.
-//! - `bench [--rounds K] [--runs R] [WORKLOAD ...]`: the same full-size workloads here and in
-//!   PyTorch (`tests/bench/torch_workload.py`), alternating, 2 threads each; prints a table of
-//!   medians, the ratio ours/PyTorch and each side's peak memory.
+//! - `bench [--rounds K] [--runs R] [WORKLOAD ...]`: the same full-size workloads here
+//!   (`examples/bench_workload.rs`) and in PyTorch (`tests/bench/torch_workload.py`), alternating,
+//!   2 threads each, K rounds (default 5) of R timed runs (default 1) per side; prints a table of
+//!   medians, the ratio ours/PyTorch and each side's peak memory. Workloads that load a model
+//!   folder first have `tests/bench/gen_models.py` write the full-size random models into
+//!   `target/bench-models` (once).
 //! - `clients`: builds `faceid` and drives `faceid serve` with fal's official Python and
 //!   JavaScript clients (`tests/clients/run.sh`).
 //! - `loadtest [CLIENTS REQUESTS QUEUE]`: the bounded load test of the server on loopback.
@@ -178,7 +181,7 @@ fn loadtest(args: &[String]) -> Result<(), String> {
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
-    let (mut rounds, mut runs, mut workloads) = (3usize, 2usize, Vec::new());
+    let (mut rounds, mut runs, mut workloads) = (5usize, 1usize, Vec::new());
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let mut number = |name: &str| -> Result<usize, String> {
@@ -193,11 +196,31 @@ fn bench(args: &[String]) -> Result<(), String> {
         }
     }
     if workloads.is_empty() {
-        workloads = ["unet-64", "vae-decode-64", "text-encode"]
-            .map(String::from)
-            .to_vec();
+        workloads = [
+            "unet-64",
+            "unet-64-ip",
+            "unet-96",
+            "vae-decode-64",
+            "text-encode",
+            "faceid-pipeline",
+        ]
+        .map(String::from)
+        .to_vec();
     }
     let python = reference_python()?;
+    let models = root().join("target/bench-models");
+    if workloads
+        .iter()
+        .any(|w| w == "loop-20" || w == "faceid-pipeline")
+    {
+        eprintln!(
+            "xtask: full-size models with random weights in {}",
+            models.display()
+        );
+        run(Command::new(&python)
+            .arg(root().join("tests/bench/gen_models.py"))
+            .arg(&models))?;
+    }
     run(Command::new(env!("CARGO")).current_dir(root()).args([
         "build",
         "--workspace",
@@ -239,7 +262,8 @@ fn bench(args: &[String]) -> Result<(), String> {
             let (t, rss) = measure(
                 Command::new(&ours)
                     .args([workload.as_str(), &runs.to_string()])
-                    .env("RAYON_NUM_THREADS", "2"),
+                    .env("RAYON_NUM_THREADS", "2")
+                    .env("FACEID_BENCH_MODELS", &models),
             )?;
             mine.extend(t);
             mine_rss = mine_rss.max(rss);
@@ -247,7 +271,8 @@ fn bench(args: &[String]) -> Result<(), String> {
                 Command::new(&python)
                     .arg(root().join("tests/bench/torch_workload.py"))
                     .args([workload.as_str(), &runs.to_string(), "2"])
-                    .env("OMP_NUM_THREADS", "2"),
+                    .env("OMP_NUM_THREADS", "2")
+                    .env("FACEID_BENCH_MODELS", &models),
             )?;
             theirs.extend(t);
             theirs_rss = theirs_rss.max(rss);

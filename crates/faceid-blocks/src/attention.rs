@@ -148,6 +148,10 @@ impl Attention {
     /// Scaled dot-product attention of projected `[batch, seq, inner]` tensors, heads merged
     /// back into `[batch, seq, inner]` (before `to_out`).
     pub fn attend(&self, q: Tensor<3>, k: Tensor<3>, v: Tensor<3>) -> Tensor<3> {
+        #[cfg(feature = "flex")]
+        if let Some(out) = attention_on_flex(&q, &k, &v, self.heads) {
+            return out;
+        }
         let [b, s, inner] = q.dims();
         let split = |t: Tensor<3>| {
             let [b, n, _] = t.dims();
@@ -155,10 +159,6 @@ impl Attention {
                 .swap_dims(1, 2)
         };
         let (q, k, v) = (split(q), split(k), split(v));
-        #[cfg(feature = "flex")]
-        if let Some(out) = long_attention_on_flex(&q, &k, &v) {
-            return out.swap_dims(1, 2).reshape([b, s, inner]);
-        }
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
@@ -170,35 +170,30 @@ impl Attention {
     }
 }
 
-/// Keys from which [`crate::host_attention`] takes over on the CPU backend.
+/// f32 attention on the CPU backend runs on [`crate::host_attention`], straight from and into
+/// the `[batch, seq, heads·dim]` layout; `None` for other backends and dtypes.
 #[cfg(feature = "flex")]
-const LONG_ATTENTION: usize = 1024;
-
-/// Self-attention over long sequences in f32 on flex runs on the host kernel; `None` for
-/// everything else (other backends, dtypes, short key sequences).
-#[cfg(feature = "flex")]
-fn long_attention_on_flex(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<Tensor<4>> {
-    use burn::tensor::{DType, Device, TensorData};
-    let device = q.device();
-    let [batch, heads, queries, dim] = q.dims();
-    let [_, _, keys, value_dim] = v.dims();
-    if keys < LONG_ATTENTION || q.dtype() != DType::F32 || device != Device::flex() {
-        return None;
-    }
-    let host = |t: &Tensor<4>| t.clone().into_data().try_into_vec::<f32>().ok();
+fn attention_on_flex(
+    q: &Tensor<3>,
+    k: &Tensor<3>,
+    v: &Tensor<3>,
+    heads: usize,
+) -> Option<Tensor<3>> {
+    use faceid_core::host::{self, HostF32};
+    let (hq, hk, hv) = (HostF32::of(q)?, HostF32::of(k)?, HostF32::of(v)?);
+    let [batch, queries, inner] = q.dims();
+    let [_, keys, value_inner] = v.dims();
     let shape = crate::host_attention::Shape {
-        heads: batch * heads,
+        batch,
+        heads,
         queries,
         keys,
-        dim,
-        value_dim,
+        dim: inner / heads,
+        value_dim: value_inner / heads,
     };
-    let scale = 1.0 / (dim as f32).sqrt();
-    let out = crate::host_attention::attention(&host(q)?, &host(k)?, &host(v)?, shape, scale);
-    Some(Tensor::from_data(
-        TensorData::new(out, [batch, heads, queries, value_dim]),
-        &device,
-    ))
+    let scale = 1.0 / ((inner / heads) as f32).sqrt();
+    let out = crate::host_attention::attention(hq.data(), hk.data(), hv.data(), shape, scale);
+    Some(host::tensor(out, [batch, queries, value_inner]))
 }
 
 #[cfg(all(test, feature = "flex"))]
@@ -208,24 +203,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_long_sequence_kernel_agrees_with_burns_attention() {
+    fn the_host_kernel_agrees_with_burns_attention() {
         let device = Device::flex();
-        // [batch, seq, heads, dim] swapped to [batch, heads, seq, dim], as `attend` lays them out.
+        let heads = 3;
         let make = |seq: usize, dim: usize| {
-            Tensor::<4>::random([2, seq, 3, dim], Distribution::Normal(0.0, 1.0), &device)
+            Tensor::<3>::random(
+                [2, seq, heads * dim],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            )
+        };
+        let split = |t: Tensor<3>| {
+            let [b, n, inner] = t.dims();
+            t.reshape([b, n, heads, inner / heads]).swap_dims(1, 2)
+        };
+        for keys in [1100, 77, 4] {
+            let (q, k, v) = (make(130, 40), make(keys, 40), make(keys, 24));
+            let ours = attention_on_flex(&q, &k, &v, heads).expect("f32 on flex");
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: false,
+            };
+            let reference = attention(split(q), split(k), split(v), None, None, options)
                 .swap_dims(1, 2)
-        };
-        let (q, k, v) = (make(130, 40), make(1100, 40), make(1100, 24));
-        let ours = long_attention_on_flex(&q, &k, &v).expect("taken for 1100 keys");
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: false,
-        };
-        let reference = attention(q, k, v, None, None, options);
-        let diff: f32 = (ours - reference).abs().max().into_scalar();
-        assert!(diff < 1e-5, "max abs difference {diff}");
-        // Short key sequences stay on burn's kernel.
-        assert!(long_attention_on_flex(&make(4, 8), &make(77, 8), &make(77, 8)).is_none());
+                .reshape([2, 130, heads * 24]);
+            let diff: f32 = (ours - reference).abs().max().into_scalar();
+            assert!(diff < 1e-5, "{keys} keys: max abs difference {diff}");
+        }
     }
 }

@@ -1,121 +1,141 @@
-//! Attention over long sequences on the CPU backend: per head and block of 64 queries, the
-//! scores against every key in one GEMM, a vectorised exponential for the softmax, then the
-//! weighted values in a second GEMM with the keys as the long inner dimension. This is what the
-//! UNet's self-attention at 64×64 latents (4096 tokens, head size 40) spends its time on; the
-//! generic kernel tiles the keys into short blocks and takes a scalar `exp`.
+//! Attention on the CPU backend, reading the projections where `to_q`, `to_k` and `to_v` wrote
+//! them (`[batch, seq, heads·dim]`: a head is a band of columns) and writing the output where
+//! `to_out` reads it, so the heads are never split into or merged from separate tensors. Per head
+//! and block of 64 queries: the scores against every key in one GEMM, a vectorised exponential for
+//! the softmax, then the weighted values in a second GEMM with the keys as the inner dimension.
+//! The UNet's self-attention at 64×64 latents (4096 tokens, head size 40) is where this matters.
 
+use faceid_core::host::SharedMut;
+use faceid_core::host::math::exp_le0;
 use rayon::prelude::*;
 
-/// Queries per block: the score block (`QUERY_BLOCK × keys` floats) stays in L2.
-const QUERY_BLOCK: usize = 64;
+/// Most queries per block. Long key sequences take whole blocks (fewer repacks of the keys and
+/// values per head; the `QUERY_BLOCK × keys` scores stay in the last-level cache), short ones a
+/// quarter (more tasks to share out).
+const QUERY_BLOCK: usize = 256;
+/// Keys from which a block takes `QUERY_BLOCK` queries.
+const LONG_KEYS: usize = 1024;
 
-/// Shapes of a contiguous `[batch, heads, seq, dim]` attention call.
+/// Sizes of an attention call over `[batch, seq, heads·dim]` tensors.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
-    /// `batch × heads`.
+    /// Batch.
+    pub batch: usize,
+    /// Heads.
     pub heads: usize,
     /// Queries per head.
     pub queries: usize,
     /// Keys (and values) per head.
     pub keys: usize,
-    /// Query and key size.
+    /// Query and key size per head.
     pub dim: usize,
-    /// Value size.
+    /// Value size per head.
     pub value_dim: usize,
 }
 
-/// `softmax(q kᵀ · scale) v` for every head; inputs and output contiguous, row-major.
+/// `softmax(q kᵀ · scale) v` per batch and head, for `q` `[batch, queries, heads·dim]`, `k`
+/// `[batch, keys, heads·dim]` and `v` `[batch, keys, heads·value_dim]`; returns
+/// `[batch, queries, heads·value_dim]`. All row-major.
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: Shape, scale: f32) -> Vec<f32> {
     let Shape {
+        batch,
         heads,
         queries,
         keys,
         dim,
         value_dim,
     } = shape;
-    assert_eq!(q.len(), heads * queries * dim, "query size");
-    assert_eq!(k.len(), heads * keys * dim, "key size");
-    assert_eq!(v.len(), heads * keys * value_dim, "value size");
-    let mut out = vec![0f32; heads * queries * value_dim];
-    let blocks_per_head = queries.div_ceil(QUERY_BLOCK);
-    out.par_chunks_mut(queries * value_dim)
-        .enumerate()
-        .flat_map_iter(|(h, head_out)| {
-            head_out
-                .chunks_mut(QUERY_BLOCK * value_dim)
-                .enumerate()
-                .map(move |(block, o)| (h, block, o))
-        })
-        .for_each_init(
-            || vec![0f32; QUERY_BLOCK * keys],
-            |scores, (h, block, o)| {
-                let first = block * QUERY_BLOCK;
-                let rows = o.len() / value_dim;
-                debug_assert!(block < blocks_per_head);
-                let q = &q[(h * queries + first) * dim..(h * queries + first + rows) * dim];
-                let k = &k[h * keys * dim..(h + 1) * keys * dim];
-                let v = &v[h * keys * value_dim..(h + 1) * keys * value_dim];
-                let scores = &mut scores[..rows * keys];
-                // SAFETY: every pointer covers the matrix its strides describe (rows × keys
-                // scores, rows × dim queries, keys × dim keys read transposed).
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        keys,
-                        dim,
-                        scores.as_mut_ptr(),
-                        1,
-                        keys as isize,
-                        false,
-                        q.as_ptr(),
-                        1,
-                        dim as isize,
-                        k.as_ptr(),
-                        dim as isize,
-                        1,
-                        0.0,
-                        scale,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-                let mut sums = [0f32; QUERY_BLOCK];
-                for (row, sum) in scores.chunks_mut(keys).zip(sums.iter_mut()) {
-                    *sum = softmax_numerators(row);
-                }
-                // SAFETY: rows × keys weights times keys × value_dim values into rows ×
-                // value_dim outputs, all row-major.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        value_dim,
-                        keys,
-                        o.as_mut_ptr(),
-                        1,
-                        value_dim as isize,
-                        false,
-                        scores.as_ptr(),
-                        1,
-                        keys as isize,
-                        v.as_ptr(),
-                        1,
-                        value_dim as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-                for (row, sum) in o.chunks_mut(value_dim).zip(sums) {
+    assert_eq!(q.len(), batch * queries * heads * dim, "query size");
+    assert_eq!(k.len(), batch * keys * heads * dim, "key size");
+    assert_eq!(v.len(), batch * keys * heads * value_dim, "value size");
+    let (qk_stride, v_stride) = (heads * dim, heads * value_dim);
+    let mut out = vec![0f32; batch * queries * v_stride];
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    let block_rows = if keys >= LONG_KEYS {
+        QUERY_BLOCK
+    } else {
+        QUERY_BLOCK / 4
+    };
+    let blocks = queries.div_ceil(block_rows);
+    (0..batch * heads * blocks).into_par_iter().for_each_init(
+        || vec![0f32; block_rows * keys],
+        |scores, task| {
+            let (b, h, block) = (
+                task / (heads * blocks),
+                (task / blocks) % heads,
+                task % blocks,
+            );
+            let first = block * block_rows;
+            let rows = block_rows.min(queries - first);
+            let scores = &mut scores[..rows * keys];
+            let q = &q[(b * queries + first) * qk_stride + h * dim..];
+            let k = &k[b * keys * qk_stride + h * dim..];
+            let v = &v[b * keys * v_stride + h * value_dim..];
+            let o = out_ptr;
+            // SAFETY: the query block is `rows` rows of `dim` columns `qk_stride` apart inside
+            // `q`; the keys (read transposed) `keys` rows of `dim` columns inside `k`; the scores
+            // are `rows × keys` contiguous.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    keys,
+                    dim,
+                    scores.as_mut_ptr(),
+                    1,
+                    keys as isize,
+                    false,
+                    q.as_ptr(),
+                    1,
+                    qk_stride as isize,
+                    k.as_ptr(),
+                    qk_stride as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            let mut sums = [0f32; QUERY_BLOCK];
+            for (row, sum) in scores.chunks_mut(keys).zip(sums.iter_mut()) {
+                *sum = softmax_numerators(row);
+            }
+            // SAFETY: this task's output block is `rows` rows of `value_dim` columns,
+            // `v_stride` apart, starting at its (batch, first query, head) offset; no other task
+            // touches it. The values are `keys` rows of `value_dim` columns inside `v`.
+            unsafe {
+                let dst = o.at((b * queries + first) * v_stride + h * value_dim);
+                gemm::gemm(
+                    rows,
+                    value_dim,
+                    keys,
+                    dst,
+                    1,
+                    v_stride as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    keys as isize,
+                    v.as_ptr(),
+                    1,
+                    v_stride as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                for (r, sum) in sums.iter().take(rows).enumerate() {
                     let inv = 1.0 / sum;
+                    let row = std::slice::from_raw_parts_mut(dst.add(r * v_stride), value_dim);
                     row.iter_mut().for_each(|x| *x *= inv);
                 }
-            },
-        );
+            }
+        },
+    );
     out
 }
 
@@ -182,109 +202,64 @@ fn softmax_numerators_portable(row: &mut [f32]) -> f32 {
     sums.iter().sum::<f32>() + tail
 }
 
-/// `exp(x)` for `x ≤ 0` (smaller than about -87 gives 0), relative error below 3e-7 (2.5 ulp):
-/// `x = n·ln2
-/// + f` with `|f| ≤ ln2/2`, a degree-6 polynomial for `exp(f)`, and `2ⁿ` built in the exponent
-/// bits.
-#[inline(always)]
-fn exp_le0(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5·2²³ rounds to the nearest integer n and leaves n in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
-    let below = x < -87.0;
-    let x = if below { -87.0 } else { x };
-    let biased = x * LOG2E + ROUND;
-    let n = biased - ROUND;
-    let n_int = biased.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
-    let f = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0 / 720.0;
-    let p = p * f + 1.0 / 120.0;
-    let p = p * f + 1.0 / 24.0;
-    let p = p * f + 1.0 / 6.0;
-    let p = p * f + 0.5;
-    let p = p * f + 1.0;
-    let p = p * f + 1.0;
-    let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
-    if below { 0.0 } else { p * scale }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_exponential_is_within_3e_7_relative() {
-        let mut worst = 0f64;
-        for i in 0..=870_000 {
-            let x = -(i as f32) * 1e-4;
-            let want = (x as f64).exp();
-            let got = exp_le0(x) as f64;
-            worst = worst.max(((got - want) / want).abs());
-        }
-        assert!(worst < 3e-7, "worst relative error {worst:e}");
-        assert_eq!(exp_le0(-100.0), 0.0);
-        assert_eq!(exp_le0(0.0), 1.0);
-    }
-
-    /// A deterministic pseudo-random fill in [-2, 2).
     fn fill(len: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..len)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
+        faceid_core::testing::uniform(len, seed, 2.0)
     }
 
     #[test]
     fn attention_matches_a_direct_f64_softmax() {
-        // Two heads; 130 queries (two full blocks and a partial one); 1100 keys.
-        let shape = Shape {
-            heads: 2,
-            queries: 130,
-            keys: 1100,
-            dim: 40,
-            value_dim: 24,
-        };
-        let q = fill(shape.heads * shape.queries * shape.dim, 1);
-        let k = fill(shape.heads * shape.keys * shape.dim, 2);
-        let v = fill(shape.heads * shape.keys * shape.value_dim, 3);
-        let scale = 1.0 / (shape.dim as f32).sqrt();
-        let got = attention(&q, &k, &v, shape, scale);
-        let mut worst = 0f64;
-        for h in 0..shape.heads {
-            for i in 0..shape.queries {
-                let qi = &q[(h * shape.queries + i) * shape.dim..][..shape.dim];
-                let scores: Vec<f64> = (0..shape.keys)
-                    .map(|j| {
-                        let kj = &k[(h * shape.keys + j) * shape.dim..][..shape.dim];
-                        qi.iter()
-                            .zip(kj)
-                            .map(|(a, b)| *a as f64 * *b as f64)
-                            .sum::<f64>()
-                            * scale as f64
-                    })
-                    .collect();
-                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let total: f64 = weights.iter().sum();
-                for c in 0..shape.value_dim {
-                    let want: f64 = weights
-                        .iter()
-                        .enumerate()
-                        .map(|(j, w)| w * v[(h * shape.keys + j) * shape.value_dim + c] as f64)
-                        .sum::<f64>()
-                        / total;
-                    let have = got[(h * shape.queries + i) * shape.value_dim + c] as f64;
-                    worst = worst.max((have - want).abs());
+        // 130 queries (two full blocks and a partial one); long and short key sequences.
+        for keys in [1100, 77, 4] {
+            let shape = Shape {
+                batch: 2,
+                heads: 3,
+                queries: 130,
+                keys,
+                dim: 40,
+                value_dim: 24,
+            };
+            let (b, h, dim, vd) = (shape.batch, shape.heads, shape.dim, shape.value_dim);
+            let q = fill(b * shape.queries * h * dim, 1);
+            let k = fill(b * keys * h * dim, 2);
+            let v = fill(b * keys * h * vd, 3);
+            let scale = 1.0 / (dim as f32).sqrt();
+            let got = attention(&q, &k, &v, shape, scale);
+            let mut worst = 0f64;
+            for bi in 0..b {
+                for hi in 0..h {
+                    for i in 0..shape.queries {
+                        let qi = &q[(bi * shape.queries + i) * h * dim + hi * dim..][..dim];
+                        let scores: Vec<f64> = (0..keys)
+                            .map(|j| {
+                                let kj = &k[(bi * keys + j) * h * dim + hi * dim..][..dim];
+                                qi.iter()
+                                    .zip(kj)
+                                    .map(|(a, b)| *a as f64 * *b as f64)
+                                    .sum::<f64>()
+                                    * scale as f64
+                            })
+                            .collect();
+                        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                        let total: f64 = weights.iter().sum();
+                        for c in 0..vd {
+                            let want: f64 = weights
+                                .iter()
+                                .enumerate()
+                                .map(|(j, w)| w * v[(bi * keys + j) * h * vd + hi * vd + c] as f64)
+                                .sum::<f64>()
+                                / total;
+                            let have = got[(bi * shape.queries + i) * h * vd + hi * vd + c] as f64;
+                            worst = worst.max((have - want).abs());
+                        }
+                    }
                 }
             }
+            assert!(worst < 1e-5, "{keys} keys: worst absolute error {worst:e}");
         }
-        assert!(worst < 1e-5, "worst absolute error {worst:e}");
     }
 }

@@ -4,7 +4,7 @@
 
 mod attention;
 #[cfg(feature = "flex")]
-mod host_attention;
+pub mod host_attention;
 mod resnet;
 
 pub use attention::{Attention, AttentionShape, IpAttention, Projection};

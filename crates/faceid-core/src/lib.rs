@@ -6,12 +6,16 @@
 //!   checkpoint names.
 //! - [`config`]: reading the `config.json` files that drive every model's architecture.
 //! - [`device`]: choosing the burn backend at run time.
+//! - `host` (with `flex`): CPU kernels for the convolutions, norms and activations the
+//!   denoising loop spends its time on, working in place on flex's memory.
 //! - [`rng`]: Gaussian noise identical to `torch.randn` with a seeded CPU `torch.Generator`.
 #![deny(missing_docs)]
 
 mod component;
 pub mod config;
 pub mod device;
+#[cfg(feature = "flex")]
+pub mod host;
 pub mod nn;
 pub mod rng;
 pub mod tensor_file;

@@ -43,7 +43,34 @@ impl Linear {
 
     /// `x @ W + b` over the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        #[cfg(feature = "flex")]
+        if let Some(out) = self.forward_on_host(&x) {
+            return out;
+        }
         linear(x, self.weight.val(), self.bias.as_ref().map(Param::val))
+    }
+
+    /// The f32 CPU path: one GEMM on flex's memory; `None` on other backends.
+    #[cfg(feature = "flex")]
+    fn forward_on_host<const D: usize>(&self, x: &Tensor<D>) -> Option<Tensor<D>> {
+        use crate::host::{self, HostF32};
+        let input = HostF32::of(x)?;
+        let weight = HostF32::of(&self.weight.val())?;
+        let bias = match &self.bias {
+            Some(bias) => Some(HostF32::of(&bias.val())?),
+            None => None,
+        };
+        let (d_in, d_out) = (self.d_in(), self.d_out());
+        let out = host::linear::linear(
+            input.data(),
+            weight.data(),
+            bias.as_ref().map(HostF32::data),
+            d_in,
+            d_out,
+        );
+        let mut dims = x.dims();
+        dims[D - 1] = d_out;
+        Some(host::tensor(out, dims))
     }
 
     /// Adds a low-rank update to the weight: `W += scale · up · down` in PyTorch's `[out, in]`
@@ -104,6 +131,10 @@ impl Conv2d {
 
     /// Applies the convolution to `[batch, channels, height, width]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        if let Some(out) = self.forward_on_host(&x) {
+            return out;
+        }
         let [top, bottom, left, right] = self.padding;
         let options = ConvOptions {
             stride: [self.stride; 2],
@@ -117,6 +148,40 @@ impl Conv2d {
             self.bias.as_ref().map(Param::val),
             options,
         )
+    }
+
+    /// The f32 CPU path: [`crate::host::conv`] on flex's memory; `None` on other backends.
+    #[cfg(feature = "flex")]
+    fn forward_on_host(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
+        use crate::host::{self, HostF32, conv};
+        let input = HostF32::of(x)?;
+        let weight = HostF32::of(&self.weight.val())?;
+        let bias = match &self.bias {
+            Some(bias) => Some(HostF32::of(&bias.val())?),
+            None => None,
+        };
+        let [batch, c_in, height, width] = x.dims();
+        let [c_out, _, kernel, _] = self.weight.dims();
+        let shape = conv::ConvShape {
+            batch,
+            c_in,
+            height,
+            width,
+            c_out,
+            kernel,
+            stride: self.stride,
+            padding: self.padding,
+        };
+        let out = conv::conv2d(
+            input.data(),
+            weight.data(),
+            bias.as_ref().map(HostF32::data),
+            shape,
+        );
+        Some(host::tensor(
+            out,
+            [batch, c_out, shape.out_height(), shape.out_width()],
+        ))
     }
 }
 
@@ -151,6 +216,19 @@ impl GroupNorm {
 
     /// Normalises `[batch, channels, ...]` per group (biased variance, as PyTorch).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.forward_then(x, false)
+    }
+
+    /// `silu(self.forward(x))`, in one pass on the CPU backend.
+    pub fn forward_silu<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.forward_then(x, true)
+    }
+
+    fn forward_then<const D: usize>(&self, x: Tensor<D>, with_silu: bool) -> Tensor<D> {
+        #[cfg(feature = "flex")]
+        if let Some(out) = self.forward_on_host(&x, with_silu) {
+            return out;
+        }
         let shape = x.dims();
         let [batch, channels] = [shape[0], shape[1]];
         let per_group = shape.iter().product::<usize>() / (batch * self.groups);
@@ -159,8 +237,38 @@ impl GroupNorm {
         let normed = (grouped - mean) / (var + self.eps).sqrt();
         let mut affine_shape = [1usize; D];
         affine_shape[1] = channels;
-        normed.reshape(shape) * self.weight.val().reshape(affine_shape)
-            + self.bias.val().reshape(affine_shape)
+        let out = normed.reshape(shape) * self.weight.val().reshape(affine_shape)
+            + self.bias.val().reshape(affine_shape);
+        if with_silu {
+            burn::tensor::activation::silu(out)
+        } else {
+            out
+        }
+    }
+
+    /// The f32 CPU path: [`crate::host::norm`] on flex's memory; `None` on other backends.
+    #[cfg(feature = "flex")]
+    fn forward_on_host<const D: usize>(&self, x: &Tensor<D>, with_silu: bool) -> Option<Tensor<D>> {
+        use crate::host::{self, HostF32, norm};
+        let input = HostF32::of(x)?;
+        let weight = HostF32::of(&self.weight.val())?;
+        let bias = HostF32::of(&self.bias.val())?;
+        let dims = x.dims();
+        let shape = norm::GroupNormShape {
+            batch: dims[0],
+            channels: dims[1],
+            spatial: dims[2..].iter().product(),
+            groups: self.groups,
+        };
+        let out = norm::group_norm(
+            input.data(),
+            weight.data(),
+            bias.data(),
+            shape,
+            self.eps,
+            with_silu,
+        );
+        Some(host::tensor(out, dims))
     }
 }
 
@@ -187,8 +295,40 @@ impl LayerNorm {
 
     /// Normalises over the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        #[cfg(feature = "flex")]
+        if let Some(out) = self.forward_on_host(&x) {
+            return out;
+        }
         layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
     }
+
+    /// The f32 CPU path: [`crate::host::linear::layer_norm`]; `None` on other backends.
+    #[cfg(feature = "flex")]
+    fn forward_on_host<const D: usize>(&self, x: &Tensor<D>) -> Option<Tensor<D>> {
+        use crate::host::{self, HostF32};
+        let input = HostF32::of(x)?;
+        let weight = HostF32::of(&self.weight.val())?;
+        let bias = HostF32::of(&self.bias.val())?;
+        let out = host::linear::layer_norm(input.data(), weight.data(), bias.data(), self.eps);
+        Some(host::tensor(out, x.dims()))
+    }
+}
+
+/// diffusers' GEGLU gate after its projection: the last dimension `[hidden, gate]` (two equal
+/// halves) becomes `hidden · gelu(gate)` (exact GELU).
+pub fn geglu<const D: usize>(projected: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if let Some(input) = crate::host::HostF32::of(&projected) {
+        let mut dims = projected.dims();
+        dims[D - 1] /= 2;
+        let out = crate::host::linear::geglu(input.data(), dims[D - 1]);
+        return crate::host::tensor(out, dims);
+    }
+    let [hidden, gate]: [Tensor<D>; 2] = projected
+        .chunk(2, D - 1)
+        .try_into()
+        .expect("an even split in two");
+    hidden * burn::tensor::activation::gelu(gate)
 }
 
 /// The activation functions named in Hugging Face configs (`hidden_act`, `act_fn`).

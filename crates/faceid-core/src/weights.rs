@@ -352,11 +352,27 @@ impl Weights {
             Source::Files { maps, entries } => {
                 let entry = entries.get(name).ok_or_else(|| self.missing(name))?;
                 self.check_shape(name, &entry.shape, expected)?;
-                let bytes = &maps[entry.file][entry.start..entry.end];
-                HostTensor::new(
-                    entry.shape.clone(),
-                    decode(name, &self.origin, entry.dtype, bytes)?,
-                )
+                let map = &maps[entry.file];
+                let values = decode(
+                    name,
+                    &self.origin,
+                    entry.dtype,
+                    &map[entry.start..entry.end],
+                )?;
+                // The file's pages are no longer needed in this process (they stay in the page
+                // cache): without this, a whole checkpoint's pages would count in the resident
+                // memory next to its decoded copy while a model loads.
+                #[cfg(unix)]
+                // SAFETY: the map is a read-only shared file mapping; dropping its pages only
+                // makes a later read of them fault them in again from the file.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        entry.start,
+                        entry.end - entry.start,
+                    )
+                };
+                HostTensor::new(entry.shape.clone(), values)
             }
             Source::Memory(map) => {
                 let tensor = map.get(name).ok_or_else(|| self.missing(name))?;

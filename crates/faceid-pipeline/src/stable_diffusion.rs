@@ -133,6 +133,27 @@ impl StableDiffusion {
         }
         let scheduler_config =
             SchedulerConfig::from_file(dir.join("scheduler/scheduler_config.json"))?;
+        tracing::info!(model = %dir.display(), "loading Stable Diffusion components");
+        Ok(Self::from_components(
+            ClipTokenizer::from_dir(&dir.join("tokenizer"))?,
+            ClipTextModel::from_dir(&dir.join("text_encoder"), device)?,
+            UNet2DConditionModel::from_dir(&dir.join("unet"), device)?,
+            AutoencoderKL::from_dir(&vae_dir, device)?,
+            scheduler_config,
+            device,
+        ))
+    }
+
+    /// Assembles a pipeline from components loaded elsewhere (all on `device`). The default
+    /// scheduler is the one `scheduler_config` names, when supported, else DDIM.
+    pub fn from_components(
+        tokenizer: ClipTokenizer,
+        text_encoder: ClipTextModel,
+        unet: UNet2DConditionModel,
+        vae: AutoencoderKL,
+        scheduler_config: SchedulerConfig,
+        device: &Device,
+    ) -> Self {
         let default_scheduler = match scheduler_config.class_name.as_deref() {
             Some("EulerDiscreteScheduler") => SchedulerKind::Euler,
             Some("EulerAncestralDiscreteScheduler") => SchedulerKind::EulerAncestral,
@@ -141,17 +162,16 @@ impl StableDiffusion {
             },
             _ => SchedulerKind::Ddim,
         };
-        tracing::info!(model = %dir.display(), "loading Stable Diffusion components");
-        Ok(Self {
-            tokenizer: ClipTokenizer::from_dir(&dir.join("tokenizer"))?,
-            text_encoder: ClipTextModel::from_dir(&dir.join("text_encoder"), device)?,
-            unet: UNet2DConditionModel::from_dir(&dir.join("unet"), device)?,
-            vae: AutoencoderKL::from_dir(&vae_dir, device)?,
+        Self {
+            tokenizer,
+            text_encoder,
+            unet,
+            vae,
             scheduler_config,
             default_scheduler,
             faceid: None,
             device: device.clone(),
-        })
+        }
     }
 
     /// Installs an IP-Adapter FaceID checkpoint (`.bin` or `.safetensors`): its LoRA is fused

@@ -268,7 +268,7 @@ impl UNet2DConditionModel {
             });
             x = block.forward(x, &temb, context, &mut skips, next);
         }
-        Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
+        Ok(self.conv_out.forward(self.conv_norm_out.forward_silu(x)))
     }
 
     /// diffusers' `get_timestep_embedding`, in f32 like torch: `[batch, block_out_channels[0]]`.

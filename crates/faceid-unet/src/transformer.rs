@@ -4,11 +4,10 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::gelu;
 use faceid_blocks::{Attention, AttentionShape};
 
 use crate::Context;
-use faceid_core::nn::{Conv2d, GroupNorm, LayerNorm, Linear};
+use faceid_core::nn::{Conv2d, GroupNorm, LayerNorm, Linear, geglu};
 use faceid_core::{Scope, WeightError};
 
 /// Epsilon of the transformer's input GroupNorm (fixed in diffusers).
@@ -161,10 +160,6 @@ impl BasicTransformerBlock {
         ) + x;
         // GEGLU: the projection's first half gated by GELU of its second half.
         let projected = self.ff_proj.forward(self.norm3.forward(x.clone()));
-        let [hidden, gate]: [Tensor<3>; 2] = projected
-            .chunk(2, 2)
-            .try_into()
-            .expect("an even split in two");
-        self.ff_out.forward(hidden * gelu(gate)) + x
+        self.ff_out.forward(geglu(projected)) + x
     }
 }

@@ -35,6 +35,25 @@ fn unet_matches_diffusers_on_every_device() {
     }
 }
 
+/// At 32×32 latents (batch 2) the first level's convolutions take the Winograd kernel and its
+/// self-attention the host kernel over 1024 keys; burn's own kernels (an independent
+/// implementation) must give the same prediction.
+#[test]
+fn host_kernels_agree_with_burns_on_larger_latents() {
+    let device = Device::flex();
+    let unet = UNet2DConditionModel::from_dir(&data().join("tiny-a/unet"), &device).unwrap();
+    let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+    let sample = faceid_core::Tensor::<4>::random([2, 4, 32, 32], normal, &device);
+    let width = unet.config().cross_attention_dim.expand(1)[0];
+    let context = faceid_core::Tensor::<3>::random([2, 7, width], normal, &device);
+    let fast = unet.forward(sample.clone(), 501.0, &context).unwrap();
+    faceid_core::host::set_enabled(false);
+    let plain = unet.forward(sample, 501.0, &context).unwrap();
+    faceid_core::host::set_enabled(true);
+    let err: f32 = (fast - plain).abs().max().into_scalar();
+    assert!(err < 1e-4, "max abs difference {err}");
+}
+
 #[test]
 fn unet_rejects_wrong_input_shapes() {
     let device = Device::flex();

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 use faceid_blocks::{Attention, AttentionShape, Downsample2D, ResnetBlock2D, Upsample2D};
 use faceid_core::nn::{Conv2d, GroupNorm};
 use faceid_core::weights::ComponentFiles;
@@ -166,7 +165,7 @@ impl Coder {
         if !self.mid_first {
             x = self.mid_block.forward(x);
         }
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        self.conv_out.forward(self.conv_norm_out.forward_silu(x))
     }
 }
 

@@ -33,6 +33,25 @@ fn vae_decode_and_encode_match_diffusers() {
     }
 }
 
+/// At 128×128 the decoder's convolutions take the Winograd kernel and its attention the host
+/// kernel; burn's own kernels (an independent implementation) must give the same image.
+#[test]
+fn host_kernels_agree_with_burns_on_a_larger_decode() {
+    let device = Device::flex();
+    let vae = AutoencoderKL::from_dir(&data().join("tiny-a/vae"), &device).unwrap();
+    let latents = faceid_core::Tensor::<4>::random(
+        [1, 4, 16, 16],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let fast = vae.decode(latents.clone()).unwrap();
+    faceid_core::host::set_enabled(false);
+    let plain = vae.decode(latents).unwrap();
+    faceid_core::host::set_enabled(true);
+    let err: f32 = (fast - plain).abs().max().into_scalar();
+    assert!(err < 1e-4, "max abs difference {err}");
+}
+
 #[test]
 fn vae_scaling_factor_comes_from_the_config() {
     let device = Device::flex();
