@@ -75,7 +75,7 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> 
         {
             // SAFETY: [c_out, c_in] kernel times [c_in, plane] image into [c_out, plane].
             unsafe {
-                gemm_into(
+                super::gemm_into(
                     out.as_mut_ptr(),
                     dst_rs,
                     weight,
@@ -108,7 +108,7 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> 
             }
             // SAFETY: [c_out, k_len] kernel times [k_len, n] patches into [c_out, n].
             unsafe {
-                gemm_into(
+                super::gemm_into(
                     scratch.as_mut_ptr(),
                     n as isize,
                     weight,
@@ -138,52 +138,10 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> 
             let dst = &mut out[b * s.c_out * plane_out + first_row * ow..];
             // SAFETY: [c_out, k_len] kernel times [k_len, n] patches into the rows
             // `first_row..first_row + rows` of every output channel (row stride `plane_out`).
-            unsafe { gemm_into(dst.as_mut_ptr(), dst_rs, weight, cols, s.c_out, n, k_len) };
+            unsafe { super::gemm_into(dst.as_mut_ptr(), dst_rs, weight, cols, s.c_out, n, k_len) };
         }
     }
     out
-}
-
-/// `dst[m, n] += lhs[m, k] · rhs[k, n]`, `lhs` and `rhs` contiguous row-major, `dst` with row
-/// stride `dst_rs` and unit column stride.
-///
-/// # Safety
-/// `dst` must cover `m` rows of `n` elements `dst_rs` apart; `lhs` and `rhs` must hold `m·k` and
-/// `k·n` elements.
-unsafe fn gemm_into(
-    dst: *mut f32,
-    dst_rs: isize,
-    lhs: &[f32],
-    rhs: &[f32],
-    m: usize,
-    n: usize,
-    k: usize,
-) {
-    debug_assert!(lhs.len() >= m * k && rhs.len() >= k * n);
-    // SAFETY: the caller's contract, in gemm's terms (column stride first).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs,
-            true,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(super::threads()),
-        );
-    }
 }
 
 /// Fills `cols` (`[c_in·k·k, images·rows·out_width]`) with the patches of output rows

@@ -27,30 +27,19 @@ pub fn linear(
                 .for_each(|row| row.copy_from_slice(bias))
         });
     }
-    // SAFETY: [rows, d_in] times [d_in, d_out] into [rows, d_out], all contiguous row-major.
+    // SAFETY: [rows, d_in] times [d_in, d_out] onto [rows, d_out] (zeros or the bias), all
+    // contiguous row-major.
     unsafe {
-        gemm::gemm(
+        super::gemm_into(
+            out.as_mut_ptr(),
+            d_out as isize,
+            x,
+            weight,
             rows,
             d_out,
             d_in,
-            out.as_mut_ptr(),
-            1,
-            d_out as isize,
-            bias.is_some(),
-            x.as_ptr(),
-            1,
-            d_in as isize,
-            weight.as_ptr(),
-            1,
-            d_out as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(super::threads()),
-        );
-    }
+        )
+    };
     out
 }
 

@@ -98,3 +98,45 @@ impl SharedMut {
 fn threads() -> usize {
     rayon::current_num_threads()
 }
+
+/// `dst[m, n] += lhs[m, k] · rhs[k, n]`, `lhs` and `rhs` contiguous row-major, `dst` with row
+/// stride `dst_rs` and unit column stride.
+///
+/// # Safety
+/// `dst` must cover `m` rows of `n` elements `dst_rs` apart; `lhs` and `rhs` must hold `m·k` and
+/// `k·n` elements.
+pub(crate) unsafe fn gemm_into(
+    dst: *mut f32,
+    dst_rs: isize,
+    lhs: &[f32],
+    rhs: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    debug_assert!(lhs.len() >= m * k && rhs.len() >= k * n);
+    // SAFETY: the caller's contract, in gemm's terms (column stride first).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs,
+            true,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(threads()),
+        );
+    }
+}
