@@ -7,7 +7,8 @@
 //! layers on smaller images); `FACEID_BENCH_FULL=1` runs the real sizes (64×64 and 96×96
 //! latents; the 20-step loop then takes minutes per sample). GPU backends are synchronised before
 //! a timer stops by reading one value back. `FACEID_BENCH_DEVICE` picks the backend (default
-//! flex) when the binary is built with it.
+//! flex) when the binary is built with it, `FACEID_BENCH_PRECISION` the precision of the UNet and
+//! text encoder (default: the device's preferred one; the VAE is always f32).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use faceid::StableDiffusion;
 use faceid::blocks::IpAttention;
 use faceid::clip::{ClipTextConfig, ClipTextModel, ClipTokenizer};
 use faceid::core::nn::Linear;
-use faceid::core::{Device, DeviceKind, Tensor, TorchGenerator, Weights};
+use faceid::core::{Device, DeviceKind, Precision, Tensor, TorchGenerator, Weights};
 use faceid::face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel,
 };
@@ -45,7 +46,10 @@ fn normal<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
 
 struct Setup {
     device: Device,
+    /// In the benchmark's precision.
     weights: Weights,
+    /// In f32, for the VAE.
+    vae_weights: Weights,
     /// Latent sides standing for 512×512 and 768×768.
     sides: [usize; 2],
 }
@@ -103,7 +107,7 @@ fn denoising_loop(c: &mut Criterion, setup: &Setup) {
         ClipTokenizer::from_dir(&root().join("tests/data/tokenizer")).unwrap(),
         ClipTextModel::load(weights, &text_config).unwrap(),
         unet(setup, false),
-        AutoencoderKL::load(weights, vae_config).unwrap(),
+        AutoencoderKL::load(&setup.vae_weights, vae_config).unwrap(),
         scheduler_config.clone(),
         device,
     );
@@ -138,7 +142,7 @@ fn vae_and_text(c: &mut Criterion, setup: &Setup) {
     let mut group = c.benchmark_group("components");
     group.sample_size(10);
     let vae_config = VaeConfig::from_file(&configs().join("vae/config.json")).unwrap();
-    let vae = AutoencoderKL::load(&setup.weights, vae_config).unwrap();
+    let vae = AutoencoderKL::load(&setup.vae_weights, vae_config).unwrap();
     let side = setup.sides[0];
     let z = normal([1, 4, side, side], &setup.device);
     group.bench_function(format!("vae_decode_{side}x{side}"), |b| {
@@ -192,13 +196,18 @@ fn faces(c: &mut Criterion, setup: &Setup, full: bool) {
 
 fn benches(c: &mut Criterion) {
     let full = std::env::var("FACEID_BENCH_FULL").is_ok_and(|v| v == "1");
-    let device = std::env::var("FACEID_BENCH_DEVICE")
+    let kind = std::env::var("FACEID_BENCH_DEVICE")
         .unwrap_or_else(|_| "flex".into())
         .parse::<DeviceKind>()
-        .and_then(DeviceKind::device)
         .expect("FACEID_BENCH_DEVICE");
+    let device = kind.device().expect("FACEID_BENCH_DEVICE");
+    let precision = std::env::var("FACEID_BENCH_PRECISION")
+        .map_or(Ok(Precision::preferred_for(kind)), |name| name.parse())
+        .expect("FACEID_BENCH_PRECISION");
+    precision.check(&device).expect("FACEID_BENCH_PRECISION");
     let setup = Setup {
-        weights: Weights::random(0, &device),
+        weights: Weights::random(0, &device).with_precision(precision),
+        vae_weights: Weights::random(0, &device),
         device,
         sides: if full { [64, 96] } else { [16, 24] },
     };

@@ -17,7 +17,13 @@
 //!   the peak memory.
 //!
 //! `cargo run --example bench_workload -- WORKLOAD RUNS`; the generated models are read from
-//! `FACEID_BENCH_MODELS` (default `target/bench-models`).
+//! `FACEID_BENCH_MODELS` (default `target/bench-models`). `FACEID_BENCH_DEVICE` (flex, wgpu,
+//! cuda) and `FACEID_BENCH_PRECISION` (f32, f16; default: the device's preferred one) choose
+//! where and how the UNet, text encoder and adapter run; the VAE is always f32. Every timing
+//! ends with a read-back of the result, so GPU work is finished inside it.
+//!
+//! `faceid-pipeline` also reports the weights each component keeps on the device
+//! (`weights`: name, parameters, MiB as loaded, MiB in f16).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -26,7 +32,7 @@ use std::time::Instant;
 use faceid::blocks::IpAttention;
 use faceid::clip::{ClipTextConfig, ClipTextModel};
 use faceid::core::nn::Linear;
-use faceid::core::{Device, Tensor, TorchGenerator, Weights};
+use faceid::core::{Device, DeviceKind, Precision, Tensor, TorchGenerator, Weights};
 use faceid::face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel,
 };
@@ -56,8 +62,35 @@ fn normal<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
 
 type Work = Box<dyn FnMut() -> Result<(), Box<dyn std::error::Error>>>;
 
-fn unet_step(side: usize, ip: bool, device: &Device) -> Result<Work, Box<dyn std::error::Error>> {
-    let weights = Weights::random(0, device);
+/// What the workloads run on.
+#[derive(Clone)]
+struct Target {
+    device: Device,
+    precision: Precision,
+}
+
+impl Target {
+    fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
+        let kind: DeviceKind = std::env::var("FACEID_BENCH_DEVICE")
+            .unwrap_or_else(|_| "flex".into())
+            .parse()?;
+        let precision = match std::env::var("FACEID_BENCH_PRECISION") {
+            Ok(name) => name.parse()?,
+            Err(_) => Precision::preferred_for(kind),
+        };
+        let device = kind.device()?;
+        precision.check(&device)?;
+        Ok(Self { device, precision })
+    }
+
+    fn weights(&self) -> Weights {
+        Weights::random(0, &self.device).with_precision(self.precision)
+    }
+}
+
+fn unet_step(side: usize, ip: bool, target: &Target) -> Result<Work, Box<dyn std::error::Error>> {
+    let device = &target.device;
+    let weights = target.weights();
     let mut unet = UNet2DConditionModel::load(
         &weights,
         UNetConfig::from_file(&configs().join("unet/config.json"))?,
@@ -86,9 +119,10 @@ fn unet_step(side: usize, ip: bool, device: &Device) -> Result<Work, Box<dyn std
     }))
 }
 
-fn loop_20(device: &Device) -> Result<Work, Box<dyn std::error::Error>> {
+fn loop_20(target: &Target) -> Result<Work, Box<dyn std::error::Error>> {
     let dir = models().join("sd15");
-    let sd = StableDiffusion::from_dir(&dir, None, device)?;
+    let device = &target.device;
+    let sd = StableDiffusion::from_dir_in(&dir, None, device, target.precision)?;
     let config = SchedulerConfig::from_file(dir.join("scheduler/scheduler_config.json"))?;
     let context = normal([2, 77, 768], device);
     Ok(Box::new(move || {
@@ -110,13 +144,32 @@ fn loop_20(device: &Device) -> Result<Work, Box<dyn std::error::Error>> {
     }))
 }
 
-fn faceid_pipeline(device: &Device) -> Result<Work, Box<dyn std::error::Error>> {
+fn faceid_pipeline(
+    target: &Target,
+    weights: &mut Vec<serde_json::Value>,
+) -> Result<Work, Box<dyn std::error::Error>> {
     let models = models();
-    let mut sd = StableDiffusion::from_dir(&models.join("sd15"), None, device)?;
+    let device = &target.device;
+    let mut sd =
+        StableDiffusion::from_dir_in(&models.join("sd15"), None, device, target.precision)?;
     sd.install_faceid(
         &models.join("ip-adapter-faceid_sd15.bin"),
         &AdapterOptions::default(),
     )?;
+    for part in sd.memory() {
+        // The VAE stays f32 in every precision.
+        let half = if part.name == "vae" {
+            part.bytes
+        } else {
+            part.parameters * Precision::F16.bytes()
+        };
+        weights.push(serde_json::json!({
+            "name": part.name,
+            "parameters": part.parameters,
+            "mib": part.mib(),
+            "mib_f16": half as f64 / (1024.0 * 1024.0),
+        }));
+    }
     let pack = models.join("insightface/models/buffalo_l");
     let faces = FaceAnalyzer::new(
         DetectorModel::File(pack.join("det_10g.onnx")),
@@ -146,12 +199,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let workload = args.first().map(String::as_str).unwrap_or("unet-64");
     let runs: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(3);
-    let device = Device::flex();
+    let target = Target::from_env()?;
+    let device = target.device.clone();
+    let mut weights = Vec::new();
     let mut work: Work = match workload {
-        "unet-64" => unet_step(64, false, &device)?,
-        "unet-96" => unet_step(96, false, &device)?,
-        "unet-64-ip" => unet_step(64, true, &device)?,
-        "unet-96-ip" => unet_step(96, true, &device)?,
+        "unet-64" => unet_step(64, false, &target)?,
+        "unet-96" => unet_step(96, false, &target)?,
+        "unet-64-ip" => unet_step(64, true, &target)?,
+        "unet-96-ip" => unet_step(96, true, &target)?,
         "vae-decode-64" => {
             let weights = Weights::random(0, &device);
             let vae = AutoencoderKL::load(
@@ -165,7 +220,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
         }
         "text-encode" => {
-            let weights = Weights::random(0, &device);
+            let weights = target.weights();
             let config: ClipTextConfig =
                 faceid::core::config::read_json(&configs().join("text_encoder/config.json"))?;
             let text = ClipTextModel::load(&weights, &config)?;
@@ -175,8 +230,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Ok(())
             })
         }
-        "loop-20" => loop_20(&device)?,
-        "faceid-pipeline" => faceid_pipeline(&device)?,
+        "loop-20" => loop_20(&target)?,
+        "faceid-pipeline" => faceid_pipeline(&target, &mut weights)?,
         other => return Err(format!("unknown workload '{other}'").into()),
     };
     let loaded_rss = faceid::core::testing::peak_rss_mib().unwrap_or(f64::NAN);
@@ -192,9 +247,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         serde_json::json!({
             "impl": "faceid",
             "workload": workload,
+            "device": format!("{device:?}"),
+            "precision": target.precision.to_string(),
             "times": times,
             "peak_rss_mib": faceid::core::testing::peak_rss_mib().unwrap_or(f64::NAN),
             "loading_peak_rss_mib": loaded_rss,
+            "weights": weights,
         })
     );
     Ok(())

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Some("loadtest") => loadtest(&args[1..]),
         Some("ci") => run(Command::new("bash").arg(root().join(".ci/run"))),
         _ => Err(
-            "usage: cargo xtask fixtures [--only noise|schedulers|sd|face|faceid|hf_cache ...] \
+            "usage: cargo xtask fixtures [--only noise|schedulers|sd|face|faceid|fp16|hf_cache ...] \
              | cargo xtask fetch [--model-type T|all] [--base-repo R] [--no-face] \
              | cargo xtask bench [--rounds K] [--runs R] [WORKLOAD ...] \
              | cargo xtask clients | cargo xtask loadtest [CLIENTS REQUESTS QUEUE] | cargo xtask ci"
@@ -229,6 +229,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         "--examples",
     ]))?;
     let ours = root().join("target/debug/examples/bench_workload");
+    let weights = std::cell::RefCell::new(Vec::new());
     let measure = |command: &mut Command| -> Result<(Vec<f64>, f64), String> {
         let output = command
             .output()
@@ -247,6 +248,9 @@ fn bench(args: &[String]) -> Result<(), String> {
             .as_array()
             .map(|t| t.iter().filter_map(|v| v.as_f64()).collect())
             .unwrap_or_default();
+        if let Some(parts) = value["weights"].as_array().filter(|p| !p.is_empty()) {
+            *weights.borrow_mut() = parts.clone();
+        }
         Ok((times, value["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)))
     };
     let median = |mut v: Vec<f64>| {
@@ -290,6 +294,27 @@ fn bench(args: &[String]) -> Result<(), String> {
     println!("|---|---|---|---|---|---|---|");
     for row in table {
         println!("{row}");
+    }
+    let weights = weights.into_inner();
+    if !weights.is_empty() {
+        println!(
+            "\nWeights on the device, FaceID pipeline (1_5-v1 / 1_5-auraface-v1 share them):\n"
+        );
+        println!("| component | parameters | f32 | f16 (VAE kept f32) |");
+        println!("|---|---|---|---|");
+        let mib = |part: &serde_json::Value, key: &str| part[key].as_f64().unwrap_or(f64::NAN);
+        let (mut all, mut half) = (0.0, 0.0);
+        for part in &weights {
+            let (f32_mib, f16_mib) = (mib(part, "mib"), mib(part, "mib_f16"));
+            all += f32_mib;
+            half += f16_mib;
+            println!(
+                "| {} | {} | {f32_mib:.1} MiB | {f16_mib:.1} MiB |",
+                part["name"].as_str().unwrap_or("?"),
+                part["parameters"]
+            );
+        }
+        println!("| all | | {all:.1} MiB | {half:.1} MiB |");
     }
     Ok(())
 }

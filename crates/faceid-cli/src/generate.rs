@@ -4,7 +4,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use faceid_core::{DeviceKind, HostTensor};
+use faceid_core::{DeviceKind, HostTensor, Precision};
 use faceid_face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceChoice, FaceImage, ImageLimits,
     RecognizerModel, ZipLimits, read_zip,
@@ -88,6 +88,10 @@ pub struct GenerateArgs {
     /// flex (CPU), wgpu or cuda.
     #[arg(long, default_value = "flex")]
     device: DeviceKind,
+    /// f32 or f16 for the text encoder and UNet (the VAE stays f32); default: f16 on GPUs,
+    /// f32 on the CPU.
+    #[arg(long)]
+    precision: Option<Precision>,
     /// Output PNG; several samples are written as OUT-0.png, OUT-1.png, ... plus a grid in OUT.
     #[arg(short, long)]
     output: PathBuf,
@@ -118,7 +122,11 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         photos,
     )?;
     let spinner = ProgressBar::new_spinner().with_message("loading model");
-    let mut sd = StableDiffusion::from_dir(&files.base, files.vae.as_deref(), &device)?;
+    let precision = args
+        .precision
+        .unwrap_or_else(|| Precision::preferred_for(args.device));
+    let mut sd =
+        StableDiffusion::from_dir_in(&files.base, files.vae.as_deref(), &device, precision)?;
     match (&files.ip_adapter, wants_face) {
         (Some(checkpoint), _) => {
             let options = AdapterOptions {

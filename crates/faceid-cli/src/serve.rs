@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use faceid_core::DeviceKind;
+use faceid_core::{DeviceKind, Precision};
 use faceid_server::{FetchPolicy, Models, Server, ServerConfig, WebhookPolicy};
 
 use crate::CliError;
@@ -85,12 +85,19 @@ pub struct ServeArgs {
     /// flex (CPU), wgpu or cuda.
     #[arg(long, env = "FACEID_DEVICE", default_value = "flex")]
     device: DeviceKind,
+    /// f32 or f16 for the text encoder and UNet (the VAE stays f32); default: f16 on GPUs,
+    /// f32 on the CPU.
+    #[arg(long, env = "FACEID_PRECISION")]
+    precision: Option<Precision>,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let device = args.device.device()?;
     let local = args.weights.local(args.detector.clone());
-    let models = Models::new(args.weights.weights()?, local, device);
+    let precision = args
+        .precision
+        .unwrap_or_else(|| Precision::preferred_for(args.device));
+    let models = Models::new(args.weights.weights()?, local, device, precision);
     if !args.lazy {
         let base = args
             .weights

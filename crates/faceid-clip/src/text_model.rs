@@ -7,10 +7,10 @@ use std::path::Path;
 use burn::module::{Module, Param};
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use faceid_core::nn::{Activation, LayerNorm, Linear};
 use faceid_core::weights::ComponentFiles;
-use faceid_core::{ConfigError, Device, Scope, WeightError, Weights};
+use faceid_core::{ConfigError, Device, Precision, Scope, WeightError, Weights};
 
 /// The fields of a `CLIPTextConfig` (`text_encoder/config.json`) the model is built from.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -84,12 +84,22 @@ struct EncoderLayer {
 
 impl ClipTextModel {
     /// Loads `text_encoder/` of a diffusers folder: `config.json` and `model.safetensors`
-    /// (or its `fp16` variant / shards).
+    /// (or its `fp16` variant / shards), in f32.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, TextEncoderError> {
+        Self::from_dir_in(dir, device, Precision::F32)
+    }
+
+    /// [`Self::from_dir`] with weights and activations in `precision`.
+    pub fn from_dir_in(
+        dir: &Path,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, TextEncoderError> {
         let config: ClipTextConfig = faceid_core::config::read_json(&dir.join("config.json"))?;
         let files = ComponentFiles::find(dir, "model", None)?;
         let weights = Weights::from_safetensors(&files.files, device)?
-            .allow_unused_suffixes(&["embeddings.position_ids"]);
+            .allow_unused_suffixes(&["embeddings.position_ids"])
+            .with_precision(precision);
         let model = Self::load(&weights, &config)?;
         weights.finish()?;
         Ok(model)
@@ -127,7 +137,13 @@ impl ClipTextModel {
         })
     }
 
-    /// Encodes token ids (`[batch][seq]`) to `last_hidden_state` `[batch, seq, hidden]`.
+    /// The precision of the weights and activations.
+    pub fn precision(&self) -> Precision {
+        Precision::of(self.token_embedding.val().dtype()).unwrap_or(Precision::F32)
+    }
+
+    /// Encodes token ids (`[batch][seq]`) to `last_hidden_state` `[batch, seq, hidden]`, in f32
+    /// whatever the model's precision.
     pub fn encode(&self, ids: &[Vec<u32>]) -> Result<Tensor<3>, TextEncoderError> {
         let device = self.token_embedding.device();
         let batch = ids.len();
@@ -141,7 +157,7 @@ impl ClipTextModel {
         Ok(self.forward(ids))
     }
 
-    /// The forward pass on an id tensor `[batch, seq]`.
+    /// The forward pass on an id tensor `[batch, seq]`; the hidden states come back in f32.
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, seq] = ids.dims();
         let positions = self
@@ -153,7 +169,7 @@ impl ClipTextModel {
         for layer in &self.layers {
             x = layer.forward(x, self.heads, self.act);
         }
-        self.final_layer_norm.forward(x)
+        self.final_layer_norm.forward(x).cast(FloatDType::F32)
     }
 
     /// Width of the hidden states.

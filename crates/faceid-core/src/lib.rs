@@ -5,7 +5,7 @@
 //! - [`nn`]: the few layers every model is made of (linear, conv, group/layer norm), loaded from
 //!   checkpoint names.
 //! - [`config`]: reading the `config.json` files that drive every model's architecture.
-//! - [`device`]: choosing the burn backend at run time.
+//! - [`device`]: choosing the burn backend at run time; [`precision`]: f32 or f16 models.
 //! - `host` (with `flex`): CPU kernels for the convolutions, norms and activations the
 //!   denoising loop spends its time on, working in place on flex's memory.
 //! - [`rng`]: Gaussian noise identical to `torch.randn` with a seeded CPU `torch.Generator`.
@@ -16,7 +16,9 @@ pub mod config;
 pub mod device;
 #[cfg(feature = "flex")]
 pub mod host;
+pub mod memory;
 pub mod nn;
+pub mod precision;
 pub mod rng;
 pub mod tensor_file;
 pub mod testing;
@@ -26,5 +28,7 @@ pub use burn;
 pub use burn::tensor::{Device, Tensor};
 pub use config::ConfigError;
 pub use device::{DeviceError, DeviceKind};
+pub use memory::ComponentMemory;
+pub use precision::{Precision, PrecisionError};
 pub use rng::TorchGenerator;
 pub use weights::{HostTensor, Scope, WeightError, Weights};

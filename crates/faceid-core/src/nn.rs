@@ -5,9 +5,9 @@
 //! transposed (`[in, out]`) once at load time, the layout burn's `linear` wants.
 
 use burn::module::{Module, Param};
-use burn::tensor::Tensor;
 use burn::tensor::module::{conv2d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, FloatDType, Tensor};
 
 use crate::weights::{Scope, WeightError};
 
@@ -24,7 +24,7 @@ impl Linear {
     /// Loads `weight` (`[out, in]` in the checkpoint) and, if `bias`, `bias`.
     pub fn load(scope: &Scope, d_in: usize, d_out: usize, bias: bool) -> Result<Self, WeightError> {
         let weight = scope.host("weight", &[d_out, d_in])?.transpose_2d();
-        let weight = Param::from_tensor(weight.to_tensor(scope.device()));
+        let weight = Param::from_tensor(scope.upload(weight));
         let bias = if bias {
             Some(Param::from_tensor(scope.tensor("bias", [d_out])?))
         } else {
@@ -75,9 +75,16 @@ impl Linear {
 
     /// Adds a low-rank update to the weight: `W += scale · up · down` in PyTorch's `[out, in]`
     /// terms, with `down` `[rank, in]` and `up` `[out, rank]` (a LoRA fused into the layer).
+    /// The sum is formed in f32 and stored back in the weight's own precision.
     pub fn fuse_low_rank(&mut self, down: Tensor<2>, up: Tensor<2>, scale: f32) {
-        let delta = down.transpose().matmul(up.transpose()) * scale;
-        let weight = self.weight.val() + delta;
+        let weight = self.weight.val();
+        let dtype = weight.dtype();
+        let delta = down
+            .cast(FloatDType::F32)
+            .transpose()
+            .matmul(up.cast(FloatDType::F32).transpose())
+            * scale;
+        let weight = (weight.cast(FloatDType::F32) + delta).cast(dtype);
         self.weight = Param::from_tensor(weight);
     }
 
@@ -229,6 +236,9 @@ impl GroupNorm {
         if let Some(out) = self.forward_on_host(&x, with_silu) {
             return out;
         }
+        // Half-precision inputs are normalised in f32, as PyTorch's kernels accumulate.
+        let dtype = x.dtype();
+        let x = x.cast(FloatDType::F32);
         let shape = x.dims();
         let [batch, channels] = [shape[0], shape[1]];
         let per_group = shape.iter().product::<usize>() / (batch * self.groups);
@@ -237,13 +247,14 @@ impl GroupNorm {
         let normed = (grouped - mean) / (var + self.eps).sqrt();
         let mut affine_shape = [1usize; D];
         affine_shape[1] = channels;
-        let out = normed.reshape(shape) * self.weight.val().reshape(affine_shape)
-            + self.bias.val().reshape(affine_shape);
-        if with_silu {
+        let out = normed.reshape(shape) * f32_of(&self.weight).reshape(affine_shape)
+            + f32_of(&self.bias).reshape(affine_shape);
+        let out = if with_silu {
             burn::tensor::activation::silu(out)
         } else {
             out
-        }
+        };
+        out.cast(dtype)
     }
 
     /// The f32 CPU path: [`crate::host::norm`] on flex's memory; `None` on other backends.
@@ -299,7 +310,14 @@ impl LayerNorm {
         if let Some(out) = self.forward_on_host(&x) {
             return out;
         }
-        layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
+        if x.dtype() == DType::F32 {
+            return layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps);
+        }
+        // Half-precision inputs are normalised in f32, as PyTorch's kernels accumulate.
+        let dtype = x.dtype();
+        let weight = f32_of(&self.weight);
+        let bias = f32_of(&self.bias);
+        layer_norm(x.cast(FloatDType::F32), weight, Some(bias), self.eps).cast(dtype)
     }
 
     /// The f32 CPU path: [`crate::host::linear::layer_norm`]; `None` on other backends.
@@ -312,6 +330,11 @@ impl LayerNorm {
         let out = host::linear::layer_norm(input.data(), weight.data(), bias.data(), self.eps);
         Some(host::tensor(out, x.dims()))
     }
+}
+
+/// A parameter's value in f32 (a no-op for f32 parameters).
+fn f32_of<const D: usize>(param: &Param<Tensor<D>>) -> Tensor<D> {
+    param.val().cast(FloatDType::F32)
 }
 
 /// diffusers' GEGLU gate after its projection: the last dimension `[hidden, gate]` (two equal

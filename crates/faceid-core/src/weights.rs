@@ -3,7 +3,8 @@
 //! A [`Weights`] is a set of named tensors from one or more files (a single safetensors file, the
 //! shards of a sharded checkpoint, or tensors already in memory such as a torch pickle's). Models
 //! are built by asking a [`Scope`] for each tensor by name and expected shape, so the names in the
-//! code are the names in the checkpoint. Every tensor is converted to f32 on the way in.
+//! code are the names in the checkpoint. Every tensor is decoded to f32 on the host and uploaded
+//! in the [`Precision`] the weights were opened for (f32 unless [`Weights::with_precision`]).
 //!
 //! Loading is strict: a requested tensor that is absent or has another shape is an error naming
 //! it, and [`Weights::finish`] turns every tensor nobody asked for into an error, so a checkpoint
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::precision::Precision;
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
@@ -126,9 +129,15 @@ impl HostTensor {
         Self { shape, data }
     }
 
-    /// Uploads the tensor to `device` with `D` dimensions.
+    /// Uploads the tensor to `device` with `D` dimensions, in f32.
     pub fn to_tensor<const D: usize>(self, device: &Device) -> Tensor<D> {
-        Tensor::from_data(TensorData::new(self.data, self.shape), device)
+        self.to_tensor_in(device, Precision::F32)
+    }
+
+    /// Uploads the tensor to `device` with `D` dimensions, in `precision`.
+    pub fn to_tensor_in<const D: usize>(self, device: &Device, precision: Precision) -> Tensor<D> {
+        let data = TensorData::new(self.data, self.shape);
+        Tensor::from_data(data, (device, precision.dtype()))
     }
 
     /// The 2-D matrix transposed (`[rows, cols]` becomes `[cols, rows]`).
@@ -170,6 +179,7 @@ pub struct Weights {
     source: Source,
     origin: String,
     device: Device,
+    precision: Precision,
     used: Mutex<HashSet<String>>,
     ignored: Vec<String>,
 }
@@ -287,6 +297,7 @@ impl Weights {
             source,
             origin,
             device: device.clone(),
+            precision: Precision::F32,
             used: Mutex::new(HashSet::new()),
             ignored: Vec::new(),
         }
@@ -299,9 +310,26 @@ impl Weights {
         self
     }
 
+    /// Uploads every tensor in `precision` instead of f32.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
     /// The device tensors are loaded to.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The precision tensors are uploaded in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Uploads a tensor read with [`Self::host`] (and perhaps rearranged) in the weights'
+    /// device and precision.
+    pub fn upload<const D: usize>(&self, tensor: HostTensor) -> Tensor<D> {
+        tensor.to_tensor_in(&self.device, self.precision)
     }
 
     /// A human-readable description of where the weights come from.
@@ -394,7 +422,7 @@ impl Weights {
         name: &str,
         expected: [usize; D],
     ) -> Result<Tensor<D>, WeightError> {
-        Ok(self.host(name, &expected)?.to_tensor(&self.device))
+        Ok(self.upload(self.host(name, &expected)?))
     }
 
     /// Ends loading: every tensor that no model asked for is an error.
@@ -548,5 +576,10 @@ impl<'a> Scope<'a> {
     /// The device tensors go to.
     pub fn device(&self) -> &Device {
         self.weights.device()
+    }
+
+    /// See [`Weights::upload`].
+    pub fn upload<const D: usize>(&self, tensor: HostTensor) -> Tensor<D> {
+        self.weights.upload(tensor)
     }
 }

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Tensor;
+use burn::tensor::{FloatDType, Tensor};
 use faceid_blocks::{Attention, IpAttention, Projection};
 use faceid_core::nn::Linear;
-use faceid_core::{Device, WeightError, Weights};
+use faceid_core::{Device, Precision, WeightError, Weights};
 use faceid_unet::UNet2DConditionModel;
 
 use crate::lora::{LoraSource, PROJECTIONS, checkpoint_suffix, kohya_name};
@@ -75,6 +75,7 @@ impl Default for AdapterOptions {
 pub struct FaceIdAdapter {
     projection: FaceIdProjection,
     device: Device,
+    precision: Precision,
 }
 
 /// Opens a checkpoint by extension: torch pickle (`.bin`, `.pt`, `.pth`) or safetensors.
@@ -86,15 +87,17 @@ fn open(path: &Path, device: &Device) -> Result<Weights, WeightError> {
 }
 
 impl FaceIdAdapter {
-    /// Loads the checkpoint at `path` and installs it into `unet`. Processor `i` of the
-    /// checkpoint is the `i`-th attention layer in diffusers' `attn_processors` order.
+    /// Loads the checkpoint at `path` and installs it into `unet`, in the UNet's precision.
+    /// Processor `i` of the checkpoint is the `i`-th attention layer in diffusers'
+    /// `attn_processors` order.
     pub fn install(
         path: &Path,
         unet: &mut UNet2DConditionModel,
         options: &AdapterOptions,
         device: &Device,
     ) -> Result<Self, AdapterError> {
-        let mut weights = open(path, device)?;
+        let precision = unet.precision();
+        let mut weights = open(path, device)?.with_precision(precision);
         let names = weights.names();
         if names.iter().any(|n| n.contains("perceiver_resampler")) {
             return Err(AdapterError::Unsupported {
@@ -124,7 +127,9 @@ impl FaceIdAdapter {
             });
         }
         let kohya = match &options.lora {
-            LoraSource::Kohya(file) => Some(Weights::from_safetensors(&[file.clone()], device)?),
+            LoraSource::Kohya(file) => {
+                Some(Weights::from_safetensors(&[file.clone()], device)?.with_precision(precision))
+            }
             _ => None,
         };
         let processors = weights.root().at("ip_adapter");
@@ -185,6 +190,7 @@ impl FaceIdAdapter {
         Ok(Self {
             projection,
             device: device.clone(),
+            precision,
         })
     }
 
@@ -195,7 +201,8 @@ impl FaceIdAdapter {
         }
     }
 
-    /// Image tokens `[n, tokens, dim]` of identity embeddings given as `n × 512` values.
+    /// Image tokens `[n, tokens, dim]` of identity embeddings given as `n × 512` values,
+    /// computed in the adapter's precision and returned in f32.
     pub fn image_tokens(
         &self,
         embeddings: &[f32],
@@ -211,13 +218,24 @@ impl FaceIdAdapter {
             }
         };
         let data = faceid_core::HostTensor::new(vec![n, ID_EMBEDDING_DIM], embeddings.to_vec());
-        Ok(self.projection.forward(data.to_tensor(&self.device)))
+        let tokens = self
+            .projection
+            .forward(data.to_tensor_in(&self.device, self.precision));
+        Ok(tokens.cast(FloatDType::F32))
     }
 
-    /// The image tokens of the unconditional branch: the projection of a zero embedding.
+    /// The projection from identity embeddings to image tokens.
+    pub fn projection(&self) -> &FaceIdProjection {
+        &self.projection
+    }
+
+    /// The image tokens of the unconditional branch: the projection of a zero embedding (f32).
     pub fn unconditional_tokens(&self, n: usize) -> Tensor<3> {
-        let zeros = Tensor::<2>::zeros([n, ID_EMBEDDING_DIM], &self.device);
-        self.projection.forward(zeros)
+        let zeros = Tensor::<2>::zeros(
+            [n, ID_EMBEDDING_DIM],
+            (&self.device, self.precision.dtype()),
+        );
+        self.projection.forward(zeros).cast(FloatDType::F32)
     }
 }
 
@@ -280,8 +298,10 @@ fn fuse(
         Projection::Out => (inner, query),
     };
     let rank = weights.shape_of(down_name).map_or(0, |s| s[0]);
-    let down = weights.tensor(down_name, [rank, d_in])?;
-    let up = weights.tensor(up_name, [d_out, rank])?;
+    // Factors in f32: the fused sum is rounded once, to the layer's precision.
+    let device = weights.device();
+    let down = weights.host(down_name, &[rank, d_in])?.to_tensor(device);
+    let up = weights.host(up_name, &[d_out, rank])?.to_tensor(device);
     attention
         .projection_mut(projection)
         .fuse_low_rank(down, up, alpha * scale);

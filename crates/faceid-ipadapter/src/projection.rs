@@ -40,9 +40,11 @@ impl FaceIdProjection {
         })
     }
 
-    /// `[batch, 512]` identity embeddings to `[batch, tokens, dim]` image tokens.
+    /// `[batch, 512]` identity embeddings to `[batch, tokens, dim]` image tokens, computed in
+    /// the projection's precision (the input is converted to it).
     pub fn forward(&self, id_embedding: Tensor<2>) -> Tensor<3> {
         let [batch, _] = id_embedding.dims();
+        let id_embedding = id_embedding.cast(self.proj_0.weight.val().dtype());
         let hidden = gelu(self.proj_0.forward(id_embedding));
         let tokens = self
             .proj_2

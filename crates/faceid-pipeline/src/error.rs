@@ -62,4 +62,7 @@ pub enum PipelineError {
     /// The scheduler failed.
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),
+    /// The device cannot compute in the precision asked for.
+    #[error(transparent)]
+    Precision(#[from] faceid_core::PrecisionError),
 }

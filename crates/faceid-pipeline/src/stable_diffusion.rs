@@ -7,7 +7,7 @@ use std::path::Path;
 
 use burn::tensor::Tensor;
 use faceid_clip::{ClipTextModel, ClipTokenizer};
-use faceid_core::{Device, HostTensor, TorchGenerator};
+use faceid_core::{ComponentMemory, Device, HostTensor, Precision, TorchGenerator};
 use faceid_ipadapter::{AdapterOptions, FaceIdAdapter};
 use faceid_scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
 use faceid_unet::UNet2DConditionModel;
@@ -110,13 +110,25 @@ pub struct Generated {
 
 impl StableDiffusion {
     /// Loads a diffusers folder (`model_index.json`, `tokenizer/`, `text_encoder/`, `unet/`,
-    /// `vae/`, `scheduler/`); `vae` replaces the folder's own VAE (needed for folders that ship
-    /// none, such as Realistic_Vision_V4.0_noVAE, paired with sd-vae-ft-mse).
+    /// `vae/`, `scheduler/`) in f32; `vae` replaces the folder's own VAE (needed for folders that
+    /// ship none, such as Realistic_Vision_V4.0_noVAE, paired with sd-vae-ft-mse).
     pub fn from_dir(
         dir: &Path,
         vae: Option<&Path>,
         device: &Device,
     ) -> Result<Self, PipelineError> {
+        Self::from_dir_in(dir, vae, device, Precision::F32)
+    }
+
+    /// [`Self::from_dir`] with the text encoder and UNet (and the adapters installed later) in
+    /// `precision`. The VAE stays in f32, and so do the latents and the scheduler's arithmetic.
+    pub fn from_dir_in(
+        dir: &Path,
+        vae: Option<&Path>,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, PipelineError> {
+        precision.check(device)?;
         if !dir.join("model_index.json").is_file() && !dir.join("unet").is_dir() {
             return Err(PipelineError::NotAModel {
                 path: dir.to_owned(),
@@ -133,11 +145,11 @@ impl StableDiffusion {
         }
         let scheduler_config =
             SchedulerConfig::from_file(dir.join("scheduler/scheduler_config.json"))?;
-        tracing::info!(model = %dir.display(), "loading Stable Diffusion components");
+        tracing::info!(model = %dir.display(), %precision, "loading Stable Diffusion components");
         Ok(Self::from_components(
             ClipTokenizer::from_dir(&dir.join("tokenizer"))?,
-            ClipTextModel::from_dir(&dir.join("text_encoder"), device)?,
-            UNet2DConditionModel::from_dir(&dir.join("unet"), device)?,
+            ClipTextModel::from_dir_in(&dir.join("text_encoder"), device, precision)?,
+            UNet2DConditionModel::from_dir_in(&dir.join("unet"), device, precision)?,
             AutoencoderKL::from_dir(&vae_dir, device)?,
             scheduler_config,
             device,
@@ -210,6 +222,24 @@ impl StableDiffusion {
     /// The device the model runs on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The precision of the UNet (the denoising loop).
+    pub fn precision(&self) -> Precision {
+        self.unet.precision()
+    }
+
+    /// The memory the loaded weights take on the device, per component.
+    pub fn memory(&self) -> Vec<ComponentMemory> {
+        let mut out = vec![
+            ComponentMemory::of("text_encoder", &self.text_encoder),
+            ComponentMemory::of("unet", &self.unet),
+            ComponentMemory::of("vae", &self.vae),
+        ];
+        if let Some(adapter) = &self.faceid {
+            out.push(ComponentMemory::of("image_proj", adapter.projection()));
+        }
+        out
     }
 
     /// How many pixels one latent covers per side.

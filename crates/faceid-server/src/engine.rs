@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use faceid_core::Device;
+use faceid_core::{Device, Precision};
 use faceid_face::{DetectorModel, FaceAnalyzer, RecognizerModel};
 use faceid_hub::{FetchProgress, LocalFiles, ModelRequest, Weights};
 use faceid_pipeline::{AdapterOptions, LoraSource, StableDiffusion};
@@ -28,6 +28,7 @@ pub struct Models {
     weights: Weights,
     local: LocalFiles,
     device: Device,
+    precision: Precision,
     loaded: Mutex<HashMap<(String, String), Arc<Loaded>>>,
 }
 
@@ -45,12 +46,14 @@ impl FetchProgress for LogProgress {
 }
 
 impl Models {
-    /// Models resolved through `weights`, `local` files replacing manifest entries.
-    pub fn new(weights: Weights, local: LocalFiles, device: Device) -> Self {
+    /// Models resolved through `weights`, `local` files replacing manifest entries, with the
+    /// denoising loop in `precision`.
+    pub fn new(weights: Weights, local: LocalFiles, device: Device, precision: Precision) -> Self {
         Self {
             weights,
             local,
             device,
+            precision,
             loaded: Mutex::new(HashMap::new()),
         }
     }
@@ -81,8 +84,22 @@ impl Models {
             .weights
             .resolve(&request, &mut LogProgress)
             .map_err(|e| e.to_string())?;
-        let mut sd = StableDiffusion::from_dir(&files.base, files.vae.as_deref(), &self.device)
-            .map_err(|e| e.to_string())?;
+        let mut sd = StableDiffusion::from_dir_in(
+            &files.base,
+            files.vae.as_deref(),
+            &self.device,
+            self.precision,
+        )
+        .map_err(|e| e.to_string())?;
+        for part in sd.memory() {
+            tracing::info!(
+                model_type,
+                component = part.name,
+                parameters = part.parameters,
+                mib = format!("{:.1}", part.mib()),
+                "weights on the device"
+            );
+        }
         let adapter = files
             .ip_adapter
             .as_ref()

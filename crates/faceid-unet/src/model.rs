@@ -8,7 +8,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Tensor, TensorData};
 use faceid_core::nn::{Conv2d, GroupNorm, Linear};
 use faceid_core::weights::ComponentFiles;
-use faceid_core::{ConfigError, Device, WeightError, Weights};
+use faceid_core::{ConfigError, Device, Precision, WeightError, Weights};
 
 use crate::Context;
 use crate::blocks::{BlockShape, DownBlock, MidBlock, ResnetShape, UpBlock};
@@ -57,11 +57,20 @@ pub struct UNet2DConditionModel {
 
 impl UNet2DConditionModel {
     /// Loads `unet/` of a diffusers folder: `config.json` and the safetensors weights
-    /// (plain, `fp16` variant or sharded).
+    /// (plain, `fp16` variant or sharded), in f32.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, UNetError> {
+        Self::from_dir_in(dir, device, Precision::F32)
+    }
+
+    /// [`Self::from_dir`] with weights and activations in `precision`.
+    pub fn from_dir_in(
+        dir: &Path,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, UNetError> {
         let config = UNetConfig::from_file(&dir.join("config.json"))?;
         let files = ComponentFiles::find(dir, "diffusion_pytorch_model", None)?;
-        let weights = Weights::from_safetensors(&files.files, device)?;
+        let weights = Weights::from_safetensors(&files.files, device)?.with_precision(precision);
         let model = Self::load(&weights, config)?;
         weights.finish()?;
         Ok(model)
@@ -201,8 +210,14 @@ impl UNet2DConditionModel {
         out
     }
 
+    /// The precision of the weights and activations.
+    pub fn precision(&self) -> Precision {
+        Precision::of(self.conv_in.weight.val().dtype()).unwrap_or(Precision::F32)
+    }
+
     /// Predicts the noise (or v) of `sample` (`[batch, in_channels, h, w]`) at `timestep`,
-    /// conditioned on `context` (`[batch, tokens, cross_attention_dim]`).
+    /// conditioned on `context` (`[batch, tokens, cross_attention_dim]`). The inputs are
+    /// converted to the model's precision; the prediction comes back in `sample`'s.
     pub fn forward(
         &self,
         sample: Tensor<4>,
@@ -239,7 +254,15 @@ impl UNet2DConditionModel {
             });
         }
         let device = sample.device();
-        let t_emb = self.timestep_embedding(timestep, batch, &device);
+        let (out_dtype, dtype) = (sample.dtype(), self.precision().dtype());
+        let sample = sample.cast(dtype);
+        let context = &context.clone().cast(dtype);
+        let image = image.map(|tokens| tokens.clone().cast(dtype));
+        let image = image.as_ref();
+        // Built in f32 like torch's, then converted as diffusers does (`t_emb.to(sample.dtype)`).
+        let t_emb = self
+            .timestep_embedding(timestep, batch, &device)
+            .cast(dtype);
         let temb = self.linear_2.forward(silu(self.linear_1.forward(t_emb)));
 
         if let Some(tokens) = image {
@@ -268,7 +291,8 @@ impl UNet2DConditionModel {
             });
             x = block.forward(x, &temb, context, &mut skips, next);
         }
-        Ok(self.conv_out.forward(self.conv_norm_out.forward_silu(x)))
+        let out = self.conv_out.forward(self.conv_norm_out.forward_silu(x));
+        Ok(out.cast(out_dtype))
     }
 
     /// diffusers' `get_timestep_embedding`, in f32 like torch: `[batch, block_out_channels[0]]`.

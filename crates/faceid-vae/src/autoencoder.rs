@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 use faceid_blocks::{Attention, AttentionShape, Downsample2D, ResnetBlock2D, Upsample2D};
 use faceid_core::nn::{Conv2d, GroupNorm};
 use faceid_core::weights::ComponentFiles;
@@ -287,8 +287,14 @@ impl AutoencoderKL {
         &self.config
     }
 
+    /// The type of the weights and activations. [`Self::from_dir`] loads f32, whatever the
+    /// pipeline's precision: some VAEs (SDXL's) overflow in f16, and the VAE runs once per image.
+    pub fn dtype(&self) -> DType {
+        self.decoder.conv_in.weight.val().dtype()
+    }
+
     /// Decodes raw latents (already divided by the scaling factor) `[batch, latent, h, w]` to
-    /// images `[batch, 3, h·f, w·f]` in about `[-1, 1]`.
+    /// images `[batch, 3, h·f, w·f]` in about `[-1, 1]`, in the latents' type.
     pub fn decode(&self, latents: Tensor<4>) -> Result<Tensor<4>, VaeError> {
         let [_, c, h, w] = latents.dims();
         if c != self.config.latent_channels || h == 0 || w == 0 {
@@ -298,11 +304,13 @@ impl AutoencoderKL {
                 expected: format!("[batch, {}, height, width]", self.config.latent_channels),
             });
         }
+        let dtype = latents.dtype();
+        let latents = latents.cast(self.dtype());
         let z = match &self.post_quant_conv {
             Some(conv) => conv.forward(latents),
             None => latents,
         };
-        Ok(self.decoder.forward(z))
+        Ok(self.decoder.forward(z).cast(dtype))
     }
 
     /// Encodes images `[batch, 3, h, w]` in `[-1, 1]` (sides divisible by the scale factor).
@@ -319,11 +327,13 @@ impl AutoencoderKL {
                 ),
             });
         }
-        let moments = self.encoder.forward(images);
+        let dtype = images.dtype();
+        let moments = self.encoder.forward(images.cast(self.dtype()));
         let moments = match &self.quant_conv {
             Some(conv) => conv.forward(moments),
             None => moments,
-        };
+        }
+        .cast(dtype);
         let [mean, logvar]: [Tensor<4>; 2] = moments.chunk(2, 1).try_into().expect("two halves");
         Ok(LatentDistribution {
             mean,

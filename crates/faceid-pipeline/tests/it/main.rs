@@ -2,4 +2,5 @@
 
 mod faceid_parity;
 mod fal_request;
+mod half_precision;
 mod pipeline_parity;

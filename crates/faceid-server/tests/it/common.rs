@@ -40,7 +40,12 @@ pub fn models() -> Models {
         recognizer: Some(root().join("tests/data/face/arcface_r50_bn.onnx")),
         ..Default::default()
     };
-    Models::new(weights, local, faceid_core::Device::flex())
+    Models::new(
+        weights,
+        local,
+        faceid_core::Device::flex(),
+        faceid_core::Precision::F32,
+    )
 }
 
 pub fn start(configure: impl FnOnce(&mut ServerConfig)) -> Running {
