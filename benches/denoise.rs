@@ -24,7 +24,7 @@ use faceid::face::{
 };
 use faceid::pipeline::SchedulerKind;
 use faceid::scheduler::SchedulerConfig;
-use faceid::unet::{UNet2DConditionModel, UNetConfig};
+use faceid::unet::{Conditioning, UNet2DConditionModel, UNetConfig};
 use faceid::vae::{AutoencoderKL, VaeConfig};
 
 fn root() -> PathBuf {
@@ -82,13 +82,9 @@ fn unet_steps(c: &mut Criterion, setup: &Setup) {
             let sample = normal([2, 4, side, side], &setup.device);
             let name = format!("batch2_{side}x{side}{}", if ip { "_ip" } else { "" });
             group.bench_function(name, |b| {
-                b.iter(|| {
-                    let image = ip.then_some(&tokens);
-                    sync(
-                        unet.forward_with_image(sample.clone(), 981.0, &context, image)
-                            .unwrap(),
-                    )
-                })
+                let conditioning =
+                    Conditioning::text(context.clone()).with_image(ip.then(|| tokens.clone()));
+                b.iter(|| sync(unet.forward(sample.clone(), 981.0, &conditioning).unwrap()))
             });
         }
     }
@@ -112,7 +108,7 @@ fn denoising_loop(c: &mut Criterion, setup: &Setup) {
         device,
     );
     let side = setup.sides[0];
-    let context = normal([2, 77, 768], device);
+    let context = Conditioning::text(normal([2, 77, 768], device));
     let mut group = c.benchmark_group("denoising_loop");
     group.sample_size(10);
     group.bench_function(format!("ddim_20_steps_guided_{side}x{side}"), |b| {
@@ -126,7 +122,6 @@ fn denoising_loop(c: &mut Criterion, setup: &Setup) {
                     scheduler.as_mut(),
                     latents,
                     &context,
-                    None,
                     7.5,
                     &mut generator,
                     &mut |_| ControlFlow::Continue(()),

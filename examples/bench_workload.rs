@@ -36,9 +36,9 @@ use faceid::core::{Device, DeviceKind, Precision, Tensor, TorchGenerator, Weight
 use faceid::face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel,
 };
-use faceid::pipeline::{AdapterOptions, SchedulerKind, identity_from_images};
+use faceid::pipeline::{AdapterOptions, FaceCrop, FaceEncoder, PlusOptions, SchedulerKind};
 use faceid::scheduler::SchedulerConfig;
-use faceid::unet::{UNet2DConditionModel, UNetConfig};
+use faceid::unet::{Conditioning, UNet2DConditionModel, UNetConfig};
 use faceid::vae::{AutoencoderKL, VaeConfig};
 use faceid::{GenerateRequest, StableDiffusion};
 
@@ -112,8 +112,9 @@ fn unet_step(side: usize, ip: bool, target: &Target) -> Result<Work, Box<dyn std
     };
     let sample = normal([2, 4, side, side], device);
     let context = normal([2, 77, 768], device);
+    let conditioning = Conditioning::text(context).with_image(tokens);
     Ok(Box::new(move || {
-        let out = unet.forward_with_image(sample.clone(), 981.0, &context, tokens.as_ref())?;
+        let out = unet.forward(sample.clone(), 981.0, &conditioning)?;
         let _ = out.into_data();
         Ok(())
     }))
@@ -124,7 +125,7 @@ fn loop_20(target: &Target) -> Result<Work, Box<dyn std::error::Error>> {
     let device = &target.device;
     let sd = StableDiffusion::from_dir_in(&dir, None, device, target.precision)?;
     let config = SchedulerConfig::from_file(dir.join("scheduler/scheduler_config.json"))?;
-    let context = normal([2, 77, 768], device);
+    let context = Conditioning::text(normal([2, 77, 768], device));
     Ok(Box::new(move || {
         let mut scheduler = SchedulerKind::Ddim.build(&config)?;
         scheduler.set_timesteps(20)?;
@@ -134,7 +135,6 @@ fn loop_20(target: &Target) -> Result<Work, Box<dyn std::error::Error>> {
             scheduler.as_mut(),
             latents,
             &context,
-            None,
             7.5,
             &mut generator,
             &mut |_| ControlFlow::Continue(()),
@@ -155,6 +155,8 @@ fn faceid_pipeline(
     sd.install_faceid(
         &models.join("ip-adapter-faceid_sd15.bin"),
         &AdapterOptions::default(),
+        PlusOptions::default(),
+        None,
     )?;
     for part in sd.memory() {
         // The VAE stays f32 in every precision.
@@ -171,22 +173,26 @@ fn faceid_pipeline(
         }));
     }
     let pack = models.join("insightface/models/buffalo_l");
-    let faces = FaceAnalyzer::new(
-        DetectorModel::File(pack.join("det_10g.onnx")),
-        Some(RecognizerModel::File(pack.join("w600k_r50.onnx"))),
-        device,
-    )?;
+    let faces = FaceEncoder::new(
+        FaceAnalyzer::new(
+            DetectorModel::File(pack.join("det_10g.onnx")),
+            Some(RecognizerModel::File(pack.join("w600k_r50.onnx"))),
+            device,
+        )?,
+        None,
+        FaceCrop::default(),
+    );
     let photo = root().join("tests/data/faces/astronaut.png");
     Ok(Box::new(move || {
         let image = FaceImage::open(&photo, &ImageLimits::default())?;
-        let identity = identity_from_images(&faces, &[image], &DetectOptions::default())?;
+        let (_, face) = faces.encode_images(&[image], &DetectOptions::default())?;
         let request = GenerateRequest {
             prompt: "a photo of a person, best quality, high quality".into(),
             negative_prompt: "monochrome, lowres, bad anatomy, worst quality, low quality".into(),
             steps: 2,
             seed: 42,
             scheduler: Some(SchedulerKind::Ddim),
-            face_embedding: Some(identity),
+            face: Some(face),
             ..Default::default()
         };
         let out = sd.generate(&request, &mut |_| ControlFlow::Continue(()))?;

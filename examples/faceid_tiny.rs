@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use faceid::face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel,
 };
-use faceid::pipeline::{AdapterOptions, identity_from_images};
+use faceid::pipeline::{AdapterOptions, FaceCrop, FaceEncoder, PlusOptions};
 use faceid::{GenerateRequest, StableDiffusion};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,23 +29,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     sd.install_faceid(
         &data.join("faceid/ip-adapter-faceid_tiny.bin"),
         &AdapterOptions::default(),
+        PlusOptions::default(),
+        None,
     )?;
-    let faces = FaceAnalyzer::new(
+    let analyzer = FaceAnalyzer::new(
         DetectorModel::BuiltinRetinaFace,
         Some(RecognizerModel::File(data.join("face/arcface_r50_bn.onnx"))),
         &device,
     )?;
+    let faces = FaceEncoder::new(analyzer, None, FaceCrop::default());
 
     // Generate as often as needed.
     let photo = FaceImage::open(data.join("faces/astronaut.png"), &ImageLimits::default())?;
-    let identity = identity_from_images(&faces, &[photo], &DetectOptions::default())?;
+    let (_, face) = faces.encode_images(&[photo], &DetectOptions::default())?;
     let request = GenerateRequest {
         prompt: "a photo of an astronaut, best quality".into(),
         width: 32,
         height: 32,
         steps: 4,
         seed: 42,
-        face_embedding: Some(identity),
+        face: Some(face),
         ..Default::default()
     };
     let out = sd.generate(&request, &mut |p| {

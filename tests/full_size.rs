@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use faceid::core::{Tensor, Weights};
-use faceid::unet::{UNet2DConditionModel, UNetConfig};
+use faceid::unet::{Conditioning, UNet2DConditionModel, UNetConfig};
 
 fn configs() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights/configs/sd15")
@@ -35,11 +35,13 @@ fn sd15_unet_runs_one_guidance_step() {
             &device,
         );
         let _ = unet
-            .forward(sample.clone(), 999.0, &context)
+            .forward(sample.clone(), 999.0, &Conditioning::text(context.clone()))
             .unwrap()
             .into_data(); // warm-up
         let start = Instant::now();
-        let out = unet.forward(sample, 981.0, &context).unwrap();
+        let out = unet
+            .forward(sample, 981.0, &Conditioning::text(context))
+            .unwrap();
         let values: Vec<f32> = out.try_into_vec_as::<f32>().unwrap();
         let step = start.elapsed();
         assert_eq!(values.len(), 2 * 4 * 64 * 64);

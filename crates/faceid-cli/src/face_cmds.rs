@@ -1,14 +1,15 @@
 //! `faceid detect` and `faceid embed`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
-use faceid_core::tensor_file::write_tensor;
-use faceid_core::{DeviceKind, HostTensor};
+use faceid_core::{DeviceKind, Precision};
 use faceid_face::{
-    AverageMode, DetectOptions, DetectorModel, FaceAnalyzer, FaceChoice, FaceImage, ImageLimits,
-    RecognizerModel, ZipLimits, read_zip,
+    DetectOptions, DetectorModel, FaceAnalyzer, FaceChoice, FaceImage, ImageLimits,
+    RecognizerModel, ZipLimits, for_each_zip_image,
 };
+use faceid_pipeline::{ClipImageEncoder, FaceCrop, FaceEncoder};
 
 use crate::CliError;
 
@@ -75,7 +76,7 @@ pub fn detect(args: DetectArgs) -> Result<(), CliError> {
 pub struct EmbedArgs {
     /// Face images (their normalised embeddings are averaged).
     images: Vec<PathBuf>,
-    /// A zip archive of face images, added to the images.
+    /// A zip archive of face images, added to the images (decoded one at a time).
     #[arg(long)]
     zip: Option<PathBuf>,
     /// The ArcFace ONNX model (insightface buffalo_l's w600k_r50.onnx, or AuraFace's glintr100.onnx).
@@ -90,39 +91,48 @@ pub struct EmbedArgs {
     /// Which face when an image has several.
     #[arg(long, value_parser = ["highest-score", "largest"], default_value = "highest-score")]
     face: String,
+    /// A CLIP image encoder folder (h94/IP-Adapter models/image_encoder): also write the
+    /// faces' CLIP features (the mean of their aligned crops' penultimate hidden states), which
+    /// the FaceID Plus model types read. The output must then be .safetensors.
+    #[arg(long, env = "FACEID_IMAGE_ENCODER")]
+    image_encoder: Option<PathBuf>,
+    /// With --image-encoder: hand it the face crop in its true colours instead of the
+    /// reference's red/blue-exchanged crop (see `generate --face-crop-rgb`).
+    #[arg(long, requires = "image_encoder")]
+    face_crop_rgb: bool,
     /// flex (CPU), wgpu or cuda.
     #[arg(long, default_value = "flex")]
     device: DeviceKind,
-    /// Output: .safetensors or .npy, shape [1, 512].
+    /// Output: .safetensors (identity, and CLIP features with --image-encoder) or .npy
+    /// (identity only), identity shape [1, 512].
     #[arg(short, long)]
     output: PathBuf,
 }
 
 pub fn embed(args: EmbedArgs) -> Result<(), CliError> {
+    if args.images.is_empty() && args.zip.is_none() {
+        return Err("no images: give image paths and/or --zip".into());
+    }
     let device = args.device.device()?;
     let analyzer = FaceAnalyzer::new(
         args.detector,
         Some(RecognizerModel::File(args.recognizer)),
         &device,
     )?;
-    let limits = ImageLimits::default();
-    let mut images = args
-        .images
-        .iter()
-        .map(|p| FaceImage::open(p, &limits))
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(zip) = &args.zip {
-        let bytes = std::fs::read(zip)?;
-        images.extend(read_zip(
-            &zip.display().to_string(),
-            &bytes,
-            &ZipLimits::default(),
-            &limits,
-        )?);
-    }
-    if images.is_empty() {
-        return Err("no images: give image paths and/or --zip".into());
-    }
+    let image_encoder = args
+        .image_encoder
+        .as_deref()
+        .map(|dir| {
+            ClipImageEncoder::from_dir_in(dir, &device, Precision::preferred_for(args.device))
+        })
+        .transpose()?
+        .map(Arc::new);
+    let crop = if args.face_crop_rgb {
+        FaceCrop::Rgb
+    } else {
+        FaceCrop::ReferenceBgr
+    };
+    let encoder = FaceEncoder::new(analyzer, image_encoder, crop);
     let choice = if args.face == "largest" {
         FaceChoice::Largest
     } else {
@@ -133,20 +143,37 @@ pub fn embed(args: EmbedArgs) -> Result<(), CliError> {
         choice,
         ..DetectOptions::default()
     };
-    let averaged = analyzer.average(&images, &options, AverageMode::NormalizedMean)?;
-    let dim = averaged.embedding.len();
-    write_tensor(
-        &args.output,
-        &HostTensor::new(vec![1, dim], averaged.embedding),
-    )?;
+    let limits = ImageLimits::default();
+    let mut builder = encoder.identity_builder(&options)?;
+    for path in &args.images {
+        builder.add(&FaceImage::open(path, &limits)?)?;
+    }
+    if let Some(zip) = &args.zip {
+        let bytes = std::fs::read(zip)?;
+        for_each_zip_image(
+            &zip.display().to_string(),
+            &bytes,
+            &ZipLimits::default(),
+            &limits,
+            |image| builder.add(&image),
+        )?;
+    }
+    let identity = builder.finish()?;
+    let face = encoder.encode(&identity)?;
+    face.write(&args.output)?;
     eprintln!(
-        "embedding of {} image(s) written to {}{}",
-        averaged.used.len(),
+        "{} of {} image(s) written to {}{}",
+        if face.clip_embeds.is_some() {
+            "identity and CLIP features"
+        } else {
+            "identity"
+        },
+        identity.faces.len(),
         args.output.display(),
-        if averaged.skipped.is_empty() {
+        if identity.skipped.is_empty() {
             String::new()
         } else {
-            format!(" (no face in: {})", averaged.skipped.join(", "))
+            format!(" (no face in: {})", identity.skipped.join(", "))
         }
     );
     Ok(())

@@ -35,6 +35,10 @@ pub struct WeightsArgs {
     /// w600k_r50.onnx).
     #[arg(long, env = "FACEID_RECOGNIZER")]
     pub recognizer: Option<PathBuf>,
+    /// A local CLIP image encoder folder (transformers CLIPVisionModelWithProjection, as
+    /// h94/IP-Adapter models/image_encoder) for the FaceID Plus model types.
+    #[arg(long, env = "FACEID_IMAGE_ENCODER")]
+    pub image_encoder: Option<PathBuf>,
 }
 
 /// `faceid fetch`: download what a model type needs, ahead of use.
@@ -57,7 +61,7 @@ impl WeightsArgs {
             base: self.base_model.clone(),
             vae: self.vae.clone(),
             ip_adapter: self.ip_adapter.clone(),
-            image_encoder: None,
+            image_encoder: self.image_encoder.clone(),
             detector,
             recognizer: self.recognizer.clone(),
         }

@@ -2,18 +2,18 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::Args;
-use faceid_core::{DeviceKind, HostTensor, Precision};
+use faceid_core::{DeviceKind, Precision};
 use faceid_face::{
-    DetectOptions, DetectorModel, FaceAnalyzer, FaceChoice, FaceImage, ImageLimits,
-    RecognizerModel, ZipLimits, read_zip,
+    DetectOptions, DetectorModel, FaceChoice, FaceImage, Identity, ImageLimits, ZipLimits,
+    for_each_zip_image,
 };
-use faceid_hub::ModelFiles;
-use faceid_pipeline::fal::ModelType;
+use faceid_fal::ModelType;
 use faceid_pipeline::{
-    AdapterOptions, GenerateRequest, LoraSource, SchedulerKind, StableDiffusion, grid,
-    identity_from_images,
+    AdapterOptions, FaceConditioning, FaceCrop, FaceEncoder, GenerateRequest, GeneratorOptions,
+    LoraSource, SchedulerKind, grid, load_diffusion, load_face_encoder, load_image_encoder,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -26,7 +26,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     prompt: String,
     /// What to steer away from (default: fal's negative prompt).
-    #[arg(long, default_value = faceid_pipeline::fal::DEFAULT_NEGATIVE_PROMPT)]
+    #[arg(long, default_value = faceid_fal::DEFAULT_NEGATIVE_PROMPT)]
     negative_prompt: String,
     /// Where the weights come from.
     #[command(flatten)]
@@ -66,7 +66,9 @@ pub struct GenerateArgs {
     /// A zip archive of face photos, averaged with any --face.
     #[arg(long)]
     faces_zip: Option<PathBuf>,
-    /// A precomputed identity ([1, 512] or [512], .npy or .safetensors) instead of photos.
+    /// A face computed by `faceid embed` instead of photos: an identity ([1, 512] or [512],
+    /// .npy or .safetensors) or, for the FaceID Plus model types, a .safetensors file with the
+    /// identity and the face's CLIP features.
     #[arg(long, conflicts_with_all = ["faces", "faces_zip"])]
     face_embedding: Option<PathBuf>,
     /// `retinaface` (built in) or an SCRFD / RetinaFace ONNX file. Default: the model type's
@@ -85,6 +87,15 @@ pub struct GenerateArgs {
     /// Weight of the adapter's LoRA (1.0 as the reference; 0.6-0.8 follows the prompt more).
     #[arg(long, default_value_t = 1.0)]
     lora_scale: f32,
+    /// FaceID Plus v2 (1_5-v2-plus): weight of the CLIP-refined tokens added to the identity
+    /// tokens (the reference's s_scale; higher draws the photo's face more closely).
+    #[arg(long, default_value_t = 1.0)]
+    s_scale: f32,
+    /// FaceID Plus: hand the CLIP image encoder the face crop in its true colours. By default
+    /// it gets the crop with red and blue exchanged, as the reference implementation (and so
+    /// the hosted endpoint) does.
+    #[arg(long)]
+    face_crop_rgb: bool,
     /// flex (CPU), wgpu or cuda.
     #[arg(long, default_value = "flex")]
     device: DeviceKind,
@@ -104,7 +115,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         .as_deref()
         .map(faceid_core::tensor_file::read_tensor)
         .transpose()?;
-    let seed = args.seed.unwrap_or_else(faceid_pipeline::fal::random_seed);
+    let seed = args.seed.unwrap_or_else(faceid_pipeline::random_seed);
     let model_type: ModelType = args.weights.model_type.parse()?;
     if !model_type.generates() {
         return Err(format!(
@@ -114,39 +125,74 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         )
         .into());
     }
+    let precision = args
+        .precision
+        .unwrap_or_else(|| Precision::preferred_for(args.device));
+    precision.check(&device)?;
     let photos = !args.faces.is_empty() || args.faces_zip.is_some();
-    let wants_face = photos || args.face_embedding.is_some();
+    // A face file is read before anything is fetched or loaded: a Plus model needs its CLIP
+    // features.
+    let face_file = args
+        .face_embedding
+        .as_deref()
+        .map(FaceConditioning::read)
+        .transpose()?;
+    let spec = model_type.spec();
+    if let Some(face) = &face_file {
+        if spec.needs_image_encoder() && face.clip_embeds.is_none() {
+            return Err(format!(
+                "{} holds an identity alone, but model type '{}' (FaceID Plus) also needs the face's CLIP features: write the file with `faceid embed --image-encoder DIR`, or pass --face photos",
+                args.face_embedding.as_ref().expect("read above").display(),
+                model_type.name(),
+            )
+            .into());
+        }
+    }
+    let wants_face = photos || face_file.is_some();
     let files = args.weights.resolve(
         args.weights.local(None),
         wants_face || args.weights.ip_adapter.is_some(),
         photos,
     )?;
-    let spinner = ProgressBar::new_spinner().with_message("loading model");
-    let precision = args
-        .precision
-        .unwrap_or_else(|| Precision::preferred_for(args.device));
-    let mut sd =
-        StableDiffusion::from_dir_in(&files.base, files.vae.as_deref(), &device, precision)?;
-    match (&files.ip_adapter, wants_face) {
-        (Some(checkpoint), _) => {
-            let options = AdapterOptions {
-                ip_scale: args.ip_scale,
-                lora_scale: args.lora_scale,
-                lora: args
-                    .lora
-                    .clone()
-                    .map_or(LoraSource::Checkpoint, LoraSource::Kohya),
-            };
-            sd.install_faceid(checkpoint, &options)?;
-        }
-        (None, true) => {
-            return Err(
-                "a face needs an IP-Adapter FaceID checkpoint: pass --ip-adapter FILE".into(),
-            );
-        }
-        (None, false) => {}
+    if wants_face && files.ip_adapter.is_none() {
+        return Err("a face needs an IP-Adapter FaceID checkpoint: pass --ip-adapter FILE".into());
     }
-    let face_embedding = identity(&args, &files, &device)?;
+    let options = GeneratorOptions {
+        adapter: AdapterOptions {
+            ip_scale: args.ip_scale,
+            lora_scale: args.lora_scale,
+            lora: args
+                .lora
+                .clone()
+                .map_or(LoraSource::Checkpoint, LoraSource::Kohya),
+        },
+        s_scale: args.s_scale,
+        crop: if args.face_crop_rgb {
+            FaceCrop::Rgb
+        } else {
+            FaceCrop::ReferenceBgr
+        },
+        detector: args.detector.clone(),
+        ..GeneratorOptions::new(spec, device, precision)
+    };
+
+    // Faces first: a photo without a face fails before the diffusion weights load.
+    let spinner = ProgressBar::new_spinner().with_message("analysing faces");
+    let (face, image_encoder) = if photos {
+        let encoder = load_face_encoder(&files, &options, None)?;
+        let identity = identity(&args, &encoder)?;
+        (
+            Some(encoder.encode(&identity)?),
+            encoder.image_encoder().cloned(),
+        )
+    } else if wants_face {
+        let encoder = load_image_encoder(&files, &options)?.map(Arc::new);
+        (face_file, encoder)
+    } else {
+        (None, None)
+    };
+    spinner.set_message("loading model");
+    let sd = load_diffusion(&files, &options, image_encoder.as_deref())?;
     spinner.finish_and_clear();
     let request = GenerateRequest {
         prompt: args.prompt,
@@ -160,7 +206,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         scheduler: args.scheduler,
         eta: 0.0,
         latents,
-        face_embedding,
+        face,
     };
     sd.check(&request)?;
     let bar = ProgressBar::new(args.steps as u64).with_style(
@@ -201,44 +247,9 @@ fn write_images(output: &Path, images: &[image::RgbImage]) -> Result<(), CliErro
     Ok(())
 }
 
-/// The identity to draw: a given embedding, or the averaged embedding of the face photos.
-fn identity(
-    args: &GenerateArgs,
-    files: &ModelFiles,
-    device: &faceid_core::Device,
-) -> Result<Option<HostTensor>, CliError> {
-    if let Some(path) = &args.face_embedding {
-        return Ok(Some(faceid_core::tensor_file::read_tensor(path)?));
-    }
-    if args.faces.is_empty() && args.faces_zip.is_none() {
-        return Ok(None);
-    }
-    let recognizer = files
-        .recognizer
-        .clone()
-        .ok_or("--face needs an ArcFace model: pass --recognizer w600k_r50.onnx")?;
-    let detector = args.detector.clone().unwrap_or_else(|| {
-        files
-            .detector
-            .clone()
-            .map_or(DetectorModel::BuiltinRetinaFace, DetectorModel::File)
-    });
-    let analyzer = FaceAnalyzer::new(detector, Some(RecognizerModel::File(recognizer)), device)?;
-    let limits = ImageLimits::default();
-    let mut images = args
-        .faces
-        .iter()
-        .map(|p| FaceImage::open(p, &limits))
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(zip) = &args.faces_zip {
-        let bytes = std::fs::read(zip)?;
-        images.extend(read_zip(
-            &zip.display().to_string(),
-            &bytes,
-            &ZipLimits::default(),
-            &limits,
-        )?);
-    }
+/// The identity of the face photos (`--face`, `--faces-zip`), averaged; the zip's images are
+/// decoded one at a time.
+fn identity(args: &GenerateArgs, encoder: &FaceEncoder) -> Result<Identity, CliError> {
     let choice = if args.face_choice == "largest" {
         FaceChoice::Largest
     } else {
@@ -249,5 +260,20 @@ fn identity(
         choice,
         ..DetectOptions::default()
     };
-    Ok(Some(identity_from_images(&analyzer, &images, &options)?))
+    let limits = ImageLimits::default();
+    let mut builder = encoder.identity_builder(&options)?;
+    for path in &args.faces {
+        builder.add(&FaceImage::open(path, &limits)?)?;
+    }
+    if let Some(zip) = &args.faces_zip {
+        let bytes = std::fs::read(zip)?;
+        for_each_zip_image(
+            &zip.display().to_string(),
+            &bytes,
+            &ZipLimits::default(),
+            &limits,
+            |image| builder.add(&image),
+        )?;
+    }
+    Ok(builder.finish()?)
 }

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use clap::Args;
 use faceid_core::{DeviceKind, Precision};
-use faceid_server::{FetchPolicy, Models, Server, ServerConfig, WebhookPolicy};
+use faceid_fal::ModelType;
+use faceid_pipeline::FaceCrop;
+use faceid_server::{
+    ConnectionLimits, FetchPolicy, ModelPolicy, Models, Server, ServerConfig, WebhookPolicy,
+};
 
 use crate::CliError;
 use crate::fetch::WeightsArgs;
@@ -55,7 +59,11 @@ pub struct ServeArgs {
     /// Refuse http(s) URLs as inputs (data: URIs only).
     #[arg(long, env = "FACEID_NO_URL_FETCH")]
     no_url_fetch: bool,
-    /// A host that input URLs may reach even though it is loopback or private (repeatable).
+    /// Requests whose input URLs are fetched at once (before they wait for a worker).
+    #[arg(long, env = "FACEID_FETCH_CONCURRENCY", default_value_t = 8)]
+    fetch_concurrency: usize,
+    /// A `host:port` that input URLs and webhooks may reach even though it is loopback or
+    /// private (repeatable); a bare host opens ports 80 and 443 only.
     #[arg(
         long = "allow-fetch-host",
         env = "FACEID_ALLOW_FETCH_HOSTS",
@@ -66,12 +74,39 @@ pub struct ServeArgs {
     /// Without it they live in memory only.
     #[arg(long, env = "FACEID_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Seconds that running requests get to finish after SIGTERM or Ctrl-C (new requests get
+    /// 503 meanwhile); a second signal stops at once. With --data-dir, queued requests and those
+    /// still running at the end are kept for the next start; without it, queued requests keep
+    /// running within the grace period and the rest are cancelled.
+    #[arg(long, env = "FACEID_SHUTDOWN_GRACE", default_value_t = 25)]
+    shutdown_grace: u64,
     /// Webhook delivery attempts (1 s, 2 s, 4 s, ... apart).
     #[arg(long, env = "FACEID_WEBHOOK_ATTEMPTS", default_value_t = 6)]
     webhook_attempts: u32,
-    /// Largest request body in MiB.
+    /// Webhook deliveries under way at once, over all requests.
+    #[arg(long, env = "FACEID_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    webhook_concurrency: usize,
+    /// Largest request body in MiB (413 beyond). Bodies are read only after the API key is
+    /// checked.
     #[arg(long, env = "FACEID_MAX_BODY_MIB", default_value_t = 64)]
     max_body_mib: usize,
+    /// Most client connections open at once; more are closed as soon as they are accepted.
+    #[arg(long, env = "FACEID_MAX_CONNECTIONS", default_value_t = 512)]
+    max_connections: usize,
+    /// Seconds a new connection has to send its first request's headers (and finish TLS).
+    #[arg(long, env = "FACEID_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a request body has to arrive in full (408 after).
+    #[arg(long, env = "FACEID_BODY_TIMEOUT_SECS", default_value_t = 60)]
+    body_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request, until that request's
+    /// headers are complete; then it is closed.
+    #[arg(long, env = "FACEID_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    idle_timeout_secs: u64,
+    /// Largest body, in MiB, of a request refused for its API key that is read (and dropped) so
+    /// that its client sees the 401; larger bodies are not read at all.
+    #[arg(long, env = "FACEID_REFUSED_BODY_DRAIN_MIB", default_value_t = 8)]
+    refused_body_drain_mib: usize,
     /// Where the weights come from (the model type loaded at start).
     #[command(flatten)]
     weights: WeightsArgs,
@@ -82,6 +117,25 @@ pub struct ServeArgs {
     /// Load the models on the first request instead of at start.
     #[arg(long, env = "FACEID_LAZY")]
     lazy: bool,
+    /// A base model repository requests may name in base_1_5_model_repo /
+    /// base_sdxl_model_repo (repeatable, or comma-separated in the variable). Default: the
+    /// model types' own (SG161222/Realistic_Vision_V4.0_noVAE, SG161222/RealVisXL_V3.0). A
+    /// local --base-model pins the base model instead.
+    #[arg(
+        long = "allow-base-repo",
+        env = "FACEID_ALLOW_BASE_REPOS",
+        value_delimiter = ','
+    )]
+    allow_base_repos: Vec<String>,
+    /// GiB of weights the server keeps loaded; past it, the least recently used models are
+    /// unloaded (SD 1.5 FaceID takes about 4.1 GiB in f32 and 2.2 GiB in f16; the FaceID Plus
+    /// image encoder, shared, about 2.4 / 1.2 GiB more).
+    #[arg(long, env = "FACEID_MODEL_MEMORY_GIB", default_value_t = faceid_server::DEFAULT_MODEL_MEMORY_GIB)]
+    model_memory_gib: f64,
+    /// FaceID Plus: hand the image encoder the face crop in its true colours instead of the
+    /// reference's red/blue-exchanged crop (results then differ from the hosted endpoint's).
+    #[arg(long, env = "FACEID_FACE_CROP_RGB")]
+    face_crop_rgb: bool,
     /// flex (CPU), wgpu or cuda.
     #[arg(long, env = "FACEID_DEVICE", default_value = "flex")]
     device: DeviceKind,
@@ -97,15 +151,50 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let precision = args
         .precision
         .unwrap_or_else(|| Precision::preferred_for(args.device));
-    let models = Models::new(args.weights.weights()?, local, device, precision);
+    if !(args.model_memory_gib > 0.0 && args.model_memory_gib.is_finite()) {
+        return Err(format!(
+            "--model-memory-gib {} must be a positive number",
+            args.model_memory_gib
+        )
+        .into());
+    }
+    for repo in &args.allow_base_repos {
+        faceid_hub::check_repo_id(repo)
+            .map_err(|reason| format!("--allow-base-repo {repo:?}: {reason}"))?;
+    }
+    // A --base-repo given to serve is allowed besides the list (or the defaults).
+    let mut allowed_base_repos = args.allow_base_repos.clone();
+    if let Some(repo) = &args.weights.base_repo {
+        if allowed_base_repos.is_empty() {
+            allowed_base_repos.extend(
+                [
+                    faceid_fal::DEFAULT_BASE_1_5_REPO,
+                    faceid_fal::DEFAULT_BASE_SDXL_REPO,
+                ]
+                .map(String::from),
+            );
+        }
+        allowed_base_repos.push(repo.clone());
+    }
+    let policy = ModelPolicy {
+        allowed_base_repos,
+        memory_budget_bytes: (args.model_memory_gib * (1u64 << 30) as f64) as u64,
+        face_crop: if args.face_crop_rgb {
+            FaceCrop::Rgb
+        } else {
+            FaceCrop::ReferenceBgr
+        },
+    };
+    let model_type: ModelType = args.weights.model_type.parse()?;
+    let models = Models::new(args.weights.weights()?, local, device, precision, policy);
     if !args.lazy {
         let base = args
             .weights
             .base_repo
             .clone()
-            .unwrap_or_else(|| faceid_pipeline::fal::DEFAULT_BASE_1_5_REPO.to_string());
-        eprintln!("loading {} ({base})", args.weights.model_type);
-        models.get(&args.weights.model_type, &base)?;
+            .unwrap_or_else(|| Models::base_field(model_type).1.to_string());
+        eprintln!("loading {} ({base})", model_type.name());
+        models.get(model_type, &base)?;
     }
     let config = ServerConfig {
         bind: args.bind,
@@ -126,26 +215,94 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         fetch: FetchPolicy {
             enabled: !args.no_url_fetch,
             allow_hosts: args.allow_fetch_hosts,
+            concurrency: args.fetch_concurrency,
             ..FetchPolicy::default()
         },
         max_body_bytes: args.max_body_mib << 20,
+        connections: ConnectionLimits {
+            max_connections: args.max_connections,
+            header_timeout: Duration::from_secs(args.header_timeout_secs),
+            body_timeout: Duration::from_secs(args.body_timeout_secs),
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+            refused_body_drain: args.refused_body_drain_mib << 20,
+        },
         data_dir: args.data_dir,
         webhooks: WebhookPolicy {
             attempts: args.webhook_attempts,
+            concurrency: args.webhook_concurrency,
             ..WebhookPolicy::default()
         },
     };
+    let grace = Duration::from_secs(args.shutdown_grace);
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
+        let mut signals = Signals::new()?;
         let server = Server::start(config, models).await?;
         eprintln!(
-            "serving {} at {} (Ctrl-C stops: unfinished requests are kept with --data-dir, else finished first)",
+            "serving {} at {} (SIGTERM or Ctrl-C stops: running requests get {} s to finish; \
+             a second signal stops at once)",
             faceid_server::APP,
-            server.public_url()
+            server.public_url(),
+            grace.as_secs()
         );
-        tokio::signal::ctrl_c().await?;
-        eprintln!("shutting down");
-        server.shutdown().await;
-        Ok::<(), CliError>(())
-    })
+        let first = signals.next().await;
+        eprintln!("{}: shutting down", first.name);
+        tokio::select! {
+            () = server.shutdown(grace) => Ok::<(), CliError>(()),
+            second = signals.next() => {
+                eprintln!("{}: stopping now", second.name);
+                std::process::exit(128 + second.number);
+            }
+        }
+    });
+    // Webhook deliveries still under way are not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served
+}
+
+/// A stop signal.
+struct Signal {
+    name: &'static str,
+    number: i32,
+}
+
+/// SIGTERM (what process managers send) and SIGINT (Ctrl-C).
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => Signal { name: "SIGTERM", number: 15 },
+                _ = self.int.recv() => Signal { name: "SIGINT", number: 2 },
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal {
+                name: "Ctrl-C",
+                number: 2,
+            }
+        }
+    }
 }

@@ -5,12 +5,13 @@
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::tensor::module::{attention, embedding};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::module::embedding;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
-use faceid_core::nn::{Activation, LayerNorm, Linear};
+use faceid_core::nn::{Activation, LayerNorm};
 use faceid_core::weights::ComponentFiles;
-use faceid_core::{ConfigError, Device, Precision, Scope, WeightError, Weights};
+use faceid_core::{ConfigError, Device, Precision, WeightError, Weights};
+
+use crate::encoder::{Encoder, EncoderSizes};
 
 /// The fields of a `CLIPTextConfig` (`text_encoder/config.json`) the model is built from.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -62,24 +63,8 @@ pub enum TextEncoderError {
 pub struct ClipTextModel {
     token_embedding: Param<Tensor<2>>,
     position_embedding: Param<Tensor<2>>,
-    layers: Vec<EncoderLayer>,
+    encoder: Encoder,
     final_layer_norm: LayerNorm,
-    #[module(skip)]
-    heads: usize,
-    #[module(skip)]
-    act: Activation,
-}
-
-#[derive(Module, Debug)]
-struct EncoderLayer {
-    layer_norm1: LayerNorm,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    out_proj: Linear,
-    layer_norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
 }
 
 impl ClipTextModel {
@@ -115,9 +100,14 @@ impl ClipTextModel {
         };
         let h = config.hidden_size;
         let emb = root.at("embeddings");
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| EncoderLayer::load(&root.at("encoder.layers").at(i), config))
-            .collect::<Result<_, _>>()?;
+        let sizes = EncoderSizes {
+            hidden: h,
+            intermediate: config.intermediate_size,
+            layers: config.num_hidden_layers,
+            heads: config.num_attention_heads,
+            act: config.hidden_act,
+            eps: config.layer_norm_eps,
+        };
         Ok(Self {
             token_embedding: Param::from_tensor(
                 emb.tensor("token_embedding.weight", [config.vocab_size, h])?,
@@ -126,14 +116,12 @@ impl ClipTextModel {
                 "position_embedding.weight",
                 [config.max_position_embeddings, h],
             )?),
-            layers,
+            encoder: Encoder::load(&root.at("encoder"), sizes, true)?,
             final_layer_norm: LayerNorm::load(
                 &root.at("final_layer_norm"),
                 h,
                 config.layer_norm_eps,
             )?,
-            heads: config.num_attention_heads,
-            act: config.hidden_act,
         })
     }
 
@@ -165,57 +153,13 @@ impl ClipTextModel {
             .val()
             .narrow(0, 0, seq)
             .unsqueeze::<3>();
-        let mut x = embedding(self.token_embedding.val(), ids) + positions;
-        for layer in &self.layers {
-            x = layer.forward(x, self.heads, self.act);
-        }
+        let x = embedding(self.token_embedding.val(), ids) + positions;
+        let x = self.encoder.forward_layers(x, self.encoder.len());
         self.final_layer_norm.forward(x).cast(FloatDType::F32)
     }
 
     /// Width of the hidden states.
     pub fn hidden_size(&self) -> usize {
         self.token_embedding.shape()[1]
-    }
-}
-
-impl EncoderLayer {
-    fn load(scope: &Scope, config: &ClipTextConfig) -> Result<Self, WeightError> {
-        let (h, m, eps) = (
-            config.hidden_size,
-            config.intermediate_size,
-            config.layer_norm_eps,
-        );
-        let attn = scope.at("self_attn");
-        let mlp = scope.at("mlp");
-        Ok(Self {
-            layer_norm1: LayerNorm::load(&scope.at("layer_norm1"), h, eps)?,
-            q_proj: Linear::load(&attn.at("q_proj"), h, h, true)?,
-            k_proj: Linear::load(&attn.at("k_proj"), h, h, true)?,
-            v_proj: Linear::load(&attn.at("v_proj"), h, h, true)?,
-            out_proj: Linear::load(&attn.at("out_proj"), h, h, true)?,
-            layer_norm2: LayerNorm::load(&scope.at("layer_norm2"), h, eps)?,
-            fc1: Linear::load(&mlp.at("fc1"), h, m, true)?,
-            fc2: Linear::load(&mlp.at("fc2"), m, h, true)?,
-        })
-    }
-
-    fn forward(&self, x: Tensor<3>, heads: usize, act: Activation) -> Tensor<3> {
-        let [b, s, h] = x.dims();
-        let split = |t: Tensor<3>| t.reshape([b, s, heads, h / heads]).swap_dims(1, 2);
-        let normed = self.layer_norm1.forward(x.clone());
-        let q = split(self.q_proj.forward(normed.clone()));
-        let k = split(self.k_proj.forward(normed.clone()));
-        let v = split(self.v_proj.forward(normed));
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
-        };
-        let attended = attention(q, k, v, None, None, options)
-            .swap_dims(1, 2)
-            .reshape([b, s, h]);
-        let x = x + self.out_proj.forward(attended);
-        let hidden = act.forward(self.fc1.forward(self.layer_norm2.forward(x.clone())));
-        x + self.fc2.forward(hidden)
     }
 }

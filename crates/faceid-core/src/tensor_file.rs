@@ -1,5 +1,6 @@
-//! Single tensors in files users exchange with Python tools: NumPy `.npy` (little-endian f4/f8,
-//! C order) and `.safetensors` (one tensor, any name, or the one named `tensor`).
+//! Tensors in files users exchange with Python tools: NumPy `.npy` (little-endian f4/f8, C
+//! order) and `.safetensors` (one tensor, any name, or the one named `tensor`; or several named
+//! tensors, read and written together).
 
 use std::path::{Path, PathBuf};
 
@@ -78,6 +79,66 @@ pub fn write_tensor(path: &Path, tensor: &HostTensor) -> Result<(), TensorFileEr
     })
 }
 
+/// Writes named float tensors into one `.safetensors` file (f32), with optional string metadata.
+pub fn write_named_tensors(
+    path: &Path,
+    tensors: &[(&str, &HostTensor)],
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<(), TensorFileError> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, t)| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, t), data)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), data)
+                .map(|view| (*name, view))
+                .map_err(|e| format_error(path, e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let out =
+        safetensors::serialize(views, metadata).map_err(|e| format_error(path, e.to_string()))?;
+    std::fs::write(path, out).map_err(|source| TensorFileError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Every float tensor of a `.safetensors` file by name, with the file's metadata.
+pub fn read_named_tensors(
+    path: &Path,
+) -> Result<
+    (
+        Vec<(String, HostTensor)>,
+        std::collections::HashMap<String, String>,
+    ),
+    TensorFileError,
+> {
+    let bytes = std::fs::read(path).map_err(|source| TensorFileError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| format_error(path, e.to_string()))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| format_error(path, e.to_string()))?;
+    let mut names: Vec<String> = file.names().into_iter().map(str::to_owned).collect();
+    names.sort();
+    let tensors = names
+        .into_iter()
+        .map(|name| {
+            let view = file
+                .tensor(&name)
+                .map_err(|e| format_error(path, e.to_string()))?;
+            Ok((name.clone(), view_data(path, &name, &view)?))
+        })
+        .collect::<Result<_, TensorFileError>>()?;
+    Ok((tensors, metadata))
+}
+
 fn extension(path: &Path) -> String {
     path.extension()
         .and_then(|e| e.to_str())
@@ -105,6 +166,14 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<HostTensor, TensorFileE
     let view = file
         .tensor(&name)
         .map_err(|e| format_error(path, e.to_string()))?;
+    view_data(path, &name, &view)
+}
+
+fn view_data(
+    path: &Path,
+    name: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+) -> Result<HostTensor, TensorFileError> {
     let raw = view.data();
     let data = match view.dtype() {
         safetensors::Dtype::F32 => raw
@@ -248,6 +317,16 @@ mod tests {
                 .contains("magic")
         );
         assert!(read_tensor(&dir.join("t.txt")).is_err());
+        let other = HostTensor::new(vec![1, 2, 2], vec![0.5, 1.5, -1.0, 2.0]);
+        let meta = std::collections::HashMap::from([("kind".to_string(), "test".to_string())]);
+        let both = dir.join("both.safetensors");
+        write_named_tensors(&both, &[("b", &other), ("a", &tensor)], Some(meta.clone())).unwrap();
+        let (read, read_meta) = read_named_tensors(&both).unwrap();
+        assert_eq!(
+            read,
+            vec![("a".to_string(), tensor.clone()), ("b".to_string(), other)]
+        );
+        assert_eq!(read_meta, meta);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

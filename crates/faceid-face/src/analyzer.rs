@@ -6,11 +6,11 @@ use std::str::FromStr;
 
 use burn::tensor::Device;
 
-use crate::align::norm_crop;
-use crate::detect::{DetectOptions, Detector, Face};
-use crate::embed::{AverageMode, Recognizer, average_embeddings, l2_normalize};
+use faceid_detect::{DetectOptions, Detector, Face, FaceImage};
+use faceid_embed::{AverageMode, Identity, Recognizer};
+
 use crate::error::FaceError;
-use crate::image_input::FaceImage;
+use crate::identity::IdentityBuilder;
 
 /// Where the detector comes from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -113,7 +113,24 @@ impl FaceAnalyzer {
         image: &FaceImage,
         options: &DetectOptions,
     ) -> Result<Vec<Face>, FaceError> {
-        self.detector.detect(image, options)
+        Ok(self.detector.detect(image, options)?)
+    }
+
+    /// The face `options.choice` picks in the image.
+    pub(crate) fn pick(
+        &self,
+        image: &FaceImage,
+        options: &DetectOptions,
+    ) -> Result<Face, FaceError> {
+        let faces = self.detect(image, options)?;
+        options
+            .choice
+            .pick(&faces)
+            .cloned()
+            .ok_or_else(|| FaceError::NoFace {
+                image: image.name().to_string(),
+                attempts: Vec::new(),
+            })
     }
 
     /// The embedding of the face `options.choice` picks.
@@ -123,23 +140,44 @@ impl FaceAnalyzer {
         options: &DetectOptions,
     ) -> Result<FaceEmbedding, FaceError> {
         let recognizer = self.recognizer.as_ref().ok_or(FaceError::NoRecognizer)?;
-        let faces = self.detect(image, options)?;
-        let face = options
-            .choice
-            .pick(&faces)
-            .cloned()
-            .ok_or_else(|| FaceError::NoFace {
-                image: image.name().to_string(),
-                attempts: Vec::new(),
-            })?;
-        let crop = norm_crop(image.rgb(), &face.kps, recognizer.input_size())?;
-        let raw = recognizer.embed_crop(&crop)?;
-        let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let face = self.pick(image, options)?;
+        let embedded = recognizer.embed_face(image, &face, None)?;
         Ok(FaceEmbedding {
-            face,
-            embedding: l2_normalize(&raw),
-            norm,
+            face: embedded.face,
+            embedding: embedded.embedding,
+            norm: embedded.norm,
         })
+    }
+
+    /// The identity of one person from several photos: in each image the face `options.choice`
+    /// picks, its normalised ArcFace embedding and, with `crop_size` (224 for the Plus models'
+    /// CLIP image encoder), its `norm_crop` at that size from the same keypoints; the embeddings
+    /// combined by `mode`. Images without a face are skipped with a warning; it fails only when
+    /// no image has a face (or on any other error).
+    pub fn identity(
+        &self,
+        images: &[FaceImage],
+        options: &DetectOptions,
+        mode: AverageMode,
+        crop_size: Option<u32>,
+    ) -> Result<Identity, FaceError> {
+        let mut builder = self.identity_builder(options, mode, crop_size)?;
+        for image in images {
+            builder.add(image)?;
+        }
+        builder.finish()
+    }
+
+    /// An identity built one image at a time, so that each image can be dropped once its face
+    /// is embedded (see [`crate::for_each_zip_image`]). Fails at once without a recognizer or
+    /// with a crop size `norm_crop` does not take.
+    pub fn identity_builder(
+        &self,
+        options: &DetectOptions,
+        mode: AverageMode,
+        crop_size: Option<u32>,
+    ) -> Result<IdentityBuilder<'_>, FaceError> {
+        IdentityBuilder::new(self, options, mode, crop_size)
     }
 
     /// The combined embedding of several images. Images without a face are skipped with a
@@ -150,29 +188,11 @@ impl FaceAnalyzer {
         options: &DetectOptions,
         mode: AverageMode,
     ) -> Result<AveragedEmbedding, FaceError> {
-        let mut embeddings = Vec::new();
-        let (mut used, mut skipped) = (Vec::new(), Vec::new());
-        for image in images {
-            match self.embed(image, options) {
-                Ok(e) => {
-                    embeddings.push(e.embedding);
-                    used.push(image.name().to_string());
-                }
-                Err(err @ FaceError::NoFace { .. }) => {
-                    tracing::warn!(image = image.name(), %err, "skipping image without a face");
-                    skipped.push(image.name().to_string());
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        let embedding =
-            average_embeddings(&embeddings, mode).ok_or_else(|| FaceError::NoFaceInAny {
-                images: images.iter().map(|i| i.name().to_string()).collect(),
-            })?;
+        let identity = self.identity(images, options, mode, None)?;
         Ok(AveragedEmbedding {
-            embedding,
-            used,
-            skipped,
+            used: identity.used(),
+            embedding: identity.embedding,
+            skipped: identity.skipped,
         })
     }
 }

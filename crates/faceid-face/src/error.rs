@@ -1,42 +1,12 @@
-//! Errors of face analysis.
+//! Errors of face analysis: one type for the whole chain (image, detection, alignment,
+//! embedding, archive), into which the errors of `faceid-detect` and `faceid-embed` convert
+//! variant for variant, with the same messages.
 
-use std::fmt;
 use std::path::PathBuf;
 
+use faceid_detect::{Attempt, DetectError, ImageError, ImageLimit};
+use faceid_embed::EmbedError;
 use faceid_onnx::OnnxError;
-
-/// One detection attempt, as reported when no face was found.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Attempt {
-    /// Square detector input size in pixels.
-    pub det_size: u32,
-    /// Border added around the image, as a fraction of its larger side (0 for none).
-    pub padding: f32,
-    /// Why the attempt gave nothing: no detection above the threshold, or no room for the image.
-    pub outcome: AttemptOutcome,
-}
-
-/// How a detection attempt ended without a face.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    /// The detector ran and found nothing above the score threshold.
-    NothingAboveThreshold,
-    /// The image is so elongated that it shrinks to zero pixels at this size.
-    ImageTooThin,
-}
-
-impl fmt::Display for Attempt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "det_size {}", self.det_size)?;
-        if self.padding > 0.0 {
-            write!(f, " with {:.0}% padding", self.padding * 100.0)?;
-        }
-        match self.outcome {
-            AttemptOutcome::NothingAboveThreshold => Ok(()),
-            AttemptOutcome::ImageTooThin => write!(f, " (image too thin to resize)"),
-        }
-    }
-}
 
 fn list(attempts: &[Attempt]) -> String {
     attempts
@@ -57,13 +27,28 @@ pub enum FaceError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// An image could not be decoded (corrupt, truncated, unsupported, or over the limits).
+    /// An image could not be decoded (corrupt, truncated or unsupported).
     #[error("cannot decode image {image}: {message}")]
     Decode {
         /// Image name (file name or archive entry).
         image: String,
         /// What the decoder said.
         message: String,
+    },
+    /// An image header declares a size over one of the image limits; nothing was decoded.
+    #[error(
+        "image {image} is {width}x{height}, over {limit}; scale it down (faces are detected at \
+         640x640) and send it again"
+    )]
+    ImageTooLarge {
+        /// Image name.
+        image: String,
+        /// Width in pixels, as the header declares it.
+        width: u32,
+        /// Height in pixels, as the header declares it.
+        height: u32,
+        /// The limit it is over.
+        limit: ImageLimit,
     },
     /// An image has no pixels.
     #[error("image {image} is empty ({width}x{height})")]
@@ -122,4 +107,76 @@ pub enum FaceError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<ImageError> for FaceError {
+    fn from(e: ImageError) -> Self {
+        match e {
+            ImageError::Io { path, source } => FaceError::Io { path, source },
+            ImageError::Decode { image, message } => FaceError::Decode { image, message },
+            ImageError::EmptyImage {
+                image,
+                width,
+                height,
+            } => FaceError::EmptyImage {
+                image,
+                width,
+                height,
+            },
+            ImageError::TooLarge {
+                image,
+                width,
+                height,
+                limit,
+            } => FaceError::ImageTooLarge {
+                image,
+                width,
+                height,
+                limit,
+            },
+        }
+    }
+}
+
+impl From<DetectError> for FaceError {
+    fn from(e: DetectError) -> Self {
+        match e {
+            DetectError::Io { path, source } => FaceError::Io { path, source },
+            DetectError::NoFace { image, attempts } => FaceError::NoFace { image, attempts },
+            DetectError::Onnx(e) => FaceError::Onnx(e),
+            DetectError::WrongModel {
+                model,
+                kind,
+                reason,
+            } => FaceError::WrongModel {
+                model,
+                kind,
+                reason,
+            },
+            DetectError::ModelOutput(m) => FaceError::ModelOutput(m),
+            DetectError::InvalidOption(m) => FaceError::InvalidOption(m),
+        }
+    }
+}
+
+impl From<EmbedError> for FaceError {
+    fn from(e: EmbedError) -> Self {
+        match e {
+            EmbedError::Io { path, source } => FaceError::Io { path, source },
+            EmbedError::Onnx(e) => FaceError::Onnx(e),
+            EmbedError::WrongModel {
+                model,
+                kind,
+                reason,
+            } => FaceError::WrongModel {
+                model,
+                kind,
+                reason,
+            },
+            EmbedError::ModelOutput(m) => FaceError::ModelOutput(m),
+            EmbedError::DegenerateKeypoints(kps) => FaceError::DegenerateKeypoints(kps),
+            EmbedError::InvalidOption(m) => FaceError::InvalidOption(m),
+            EmbedError::NoFaceInAny { images } => FaceError::NoFaceInAny { images },
+        }
+    }
 }

@@ -1,14 +1,17 @@
-//! insightface-compatible face analysis on burn: detection (SCRFD, RetinaFace), five-point
-//! alignment, ArcFace embeddings, and their average over several images.
+//! insightface-compatible face analysis on burn, joining `faceid-detect` (detection, bounded
+//! image decoding) and `faceid-embed` (alignment, ArcFace, identities) into
+//! `insightface.app.FaceAnalysis`: detect, align, embed, and average over several images; plus
+//! safe reading of zip archives of face photos, one image at a time.
 //!
-//! It reproduces what `insightface.app.FaceAnalysis` computes from the same ONNX files: the
-//! letterbox uses OpenCV's fixed-point bilinear resize bit for bit, detections are decoded and
-//! suppressed with insightface's conventions, crops follow `face_align.norm_crop` (OpenCV's
-//! `warpAffine`), and the recognizer's input normalisation follows insightface's rule.
+//! Every public item of both crates is re-exported here, with one error type, [`FaceError`],
+//! into which theirs convert.
 //!
 //! ```no_run
 //! use burn::tensor::Device;
-//! use faceid_face::{DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel};
+//! use faceid_face::{
+//!     AverageMode, DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits,
+//!     RecognizerModel,
+//! };
 //!
 //! let device = Device::flex();
 //! let analyzer = FaceAnalyzer::new(
@@ -17,31 +20,38 @@
 //!     &device,
 //! )?;
 //! let image = FaceImage::open("portrait.jpg", &ImageLimits::default())?;
-//! let faces = analyzer.detect(&image, &DetectOptions::default())?;
-//! let embedding = analyzer.embed(&image, &DetectOptions::default())?;
+//! let options = DetectOptions::default();
+//! let faces = analyzer.detect(&image, &options)?;
+//! let embedding = analyzer.embed(&image, &options)?;
 //! assert_eq!(embedding.face, faces[0]);
+//! // The Plus models also need the face aligned at 224 for their CLIP image encoder.
+//! let identity = analyzer.identity(&[image], &options, AverageMode::NormalizedMean, Some(224))?;
+//! assert_eq!(identity.faces[0].crop.as_ref().map(|c| c.width()), Some(224));
 //! # Ok::<(), faceid_face::FaceError>(())
 //! ```
 #![deny(missing_docs)]
 
-pub mod align;
 mod analyzer;
 mod archive;
-mod detect;
-mod embed;
 mod error;
-mod image_input;
-pub mod resize;
+mod identity;
+
+pub use faceid_detect::resize;
+pub use faceid_embed::align;
 
 pub use analyzer::{
     AveragedEmbedding, DetectorModel, FaceAnalyzer, FaceEmbedding, RecognizerModel,
 };
-pub use archive::{IMAGE_EXTENSIONS, ZipLimits, read_zip};
-pub use detect::{
-    BUILTIN_RETINAFACE, DEFAULT_DET_SIZE, DEFAULT_NMS_THRESHOLD, DEFAULT_SCORE_THRESHOLD,
-    DetectOptions, Detector, DetectorKind, Face, FaceChoice, KEYPOINTS, RETRY_MIN_SIZE,
-    RETRY_PADDINGS, RETRY_SIZE_STEP,
+pub use archive::{IMAGE_EXTENSIONS, ZipImages, ZipLimits, for_each_zip_image, read_zip};
+pub use error::FaceError;
+pub use faceid_detect::{
+    Attempt, AttemptOutcome, BUILTIN_RETINAFACE, DEFAULT_DET_SIZE, DEFAULT_NMS_THRESHOLD,
+    DEFAULT_SCORE_THRESHOLD, DetectError, DetectOptions, Detector, DetectorKind, Face, FaceChoice,
+    FaceImage, ImageError, ImageLimit, ImageLimits, KEYPOINTS, RETRY_MIN_SIZE, RETRY_PADDINGS,
+    RETRY_SIZE_STEP,
 };
-pub use embed::{AverageMode, Recognizer, average_embeddings, cosine_similarity, l2_normalize};
-pub use error::{Attempt, AttemptOutcome, FaceError};
-pub use image_input::{FaceImage, ImageLimits};
+pub use faceid_embed::{
+    AverageMode, EmbedError, Identity, IdentityFace, MAX_CROP_SIZE, Recognizer, average_embeddings,
+    check_crop_size, cosine_similarity, l2_normalize,
+};
+pub use identity::IdentityBuilder;

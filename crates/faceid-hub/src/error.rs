@@ -13,6 +13,14 @@ pub enum HubError {
         /// What is wrong.
         reason: String,
     },
+    /// A repository id is not one the hub accepts.
+    #[error("invalid repository id {repo:?}: {reason}")]
+    RepoId {
+        /// The id given.
+        repo: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The model type is not in the manifest.
     #[error("unknown model type '{name}': expected one of {known}")]
     UnknownModelType {

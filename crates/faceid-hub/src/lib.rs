@@ -32,6 +32,7 @@ mod manifest;
 #[cfg(feature = "mock-hub")]
 pub mod mock;
 mod progress;
+mod repo_id;
 mod resolve;
 mod settings;
 
@@ -44,5 +45,6 @@ pub use manifest::{
 #[cfg(feature = "progress-bars")]
 pub use progress::ProgressBars;
 pub use progress::{FetchProgress, Quiet};
+pub use repo_id::{MAX_REPO_ID_LEN, check_repo_id};
 pub use resolve::{LocalFiles, ModelFiles, ModelRequest, Weights};
 pub use settings::{Env, HubSettings, ProcessEnv};

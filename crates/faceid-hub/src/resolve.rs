@@ -8,6 +8,7 @@ use crate::hub::{Fetched, Hub};
 use crate::insightface::{PackRequest, pack_dir};
 use crate::manifest::{Component, ComponentKind, Manifest};
 use crate::progress::FetchProgress;
+use crate::repo_id::check_repo_id;
 use crate::settings::HubSettings;
 
 /// Local files that replace manifest entries; `None` means "from the manifest".
@@ -102,6 +103,12 @@ impl Weights {
         progress: &mut dyn FetchProgress,
     ) -> Result<ModelFiles, HubError> {
         let entry = self.manifest.model_type(&request.model_type)?;
+        if let Some(repo) = &request.base_repo {
+            check_repo_id(repo).map_err(|reason| HubError::RepoId {
+                repo: repo.clone(),
+                reason,
+            })?;
+        }
         let mut run = Run {
             weights: self,
             model_type: &request.model_type,

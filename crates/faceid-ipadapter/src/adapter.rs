@@ -4,14 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{FloatDType, Tensor};
+use burn::tensor::Tensor;
 use faceid_blocks::{Attention, IpAttention, Projection};
 use faceid_core::nn::Linear;
 use faceid_core::{Device, Precision, WeightError, Weights};
 use faceid_unet::UNet2DConditionModel;
 
+use crate::image_projection::{ImageProjection, ProjectionError, ProjectionInput};
 use crate::lora::{LoraSource, PROJECTIONS, checkpoint_suffix, kohya_name};
-use crate::projection::{FaceIdProjection, ID_EMBEDDING_DIM, ProjectionDims};
+use crate::plus::PlusOptions;
+use crate::projection::ID_EMBEDDING_DIM;
 
 /// An adapter checkpoint that cannot be used with this UNet.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,10 @@ pub enum AdapterError {
         /// The shape given.
         found: Vec<usize>,
     },
+    /// The projection's input does not fit it (a Plus adapter without CLIP features, an MLP
+    /// one with some, or features of the wrong shape).
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
 }
 
 /// How strongly the adapter acts.
@@ -69,11 +75,11 @@ impl Default for AdapterOptions {
     }
 }
 
-/// An IP-Adapter FaceID installed in a UNet: what remains outside it is the projection from
-/// identity embeddings to image tokens.
+/// An IP-Adapter FaceID (v1 or Plus) installed in a UNet: what remains outside it is the
+/// projection from identity embeddings (and, for Plus, CLIP image features) to image tokens.
 #[derive(Debug)]
 pub struct FaceIdAdapter {
-    projection: FaceIdProjection,
+    projection: ImageProjection,
     device: Device,
     precision: Precision,
 }
@@ -89,7 +95,8 @@ fn open(path: &Path, device: &Device) -> Result<Weights, WeightError> {
 impl FaceIdAdapter {
     /// Loads the checkpoint at `path` and installs it into `unet`, in the UNet's precision.
     /// Processor `i` of the checkpoint is the `i`-th attention layer in diffusers'
-    /// `attn_processors` order.
+    /// `attn_processors` order. The projection is FaceID Plus when the checkpoint has
+    /// `image_proj.perceiver_resampler.*` tensors, the MLP of FaceID v1 otherwise.
     pub fn install(
         path: &Path,
         unet: &mut UNet2DConditionModel,
@@ -99,12 +106,6 @@ impl FaceIdAdapter {
         let precision = unet.precision();
         let mut weights = open(path, device)?.with_precision(precision);
         let names = weights.names();
-        if names.iter().any(|n| n.contains("perceiver_resampler")) {
-            return Err(AdapterError::Unsupported {
-                path: path.to_owned(),
-                reason: "this is a FaceID Plus checkpoint (perceiver resampler); only the MLP projection of FaceID v1 (1_5-v1, SDXL-v1) is supported so far".into(),
-            });
-        }
         if !names.iter().any(|n| n.starts_with("image_proj.")) {
             return Err(AdapterError::Unsupported {
                 path: path.to_owned(),
@@ -114,8 +115,8 @@ impl FaceIdAdapter {
         if options.lora != LoraSource::Checkpoint {
             weights = weights.allow_unused_suffixes(&["_lora.down.weight", "_lora.up.weight"]);
         }
-        let dims = projection_dims(&weights, path)?;
-        let projection = FaceIdProjection::load(&weights.root().at("image_proj"), dims)?;
+        let projection = ImageProjection::load(&weights, path)?;
+        let token_dim = projection.dim();
 
         let mut sites = unet.attentions_mut();
         let found = processor_count(&names);
@@ -177,8 +178,8 @@ impl FaceIdAdapter {
             }
             if site.ends_with("attn2") {
                 let (inner, _, _) = attention.dims();
-                let to_k_ip = Linear::load(&scope.at("to_k_ip"), dims.dim, inner, false)?;
-                let to_v_ip = Linear::load(&scope.at("to_v_ip"), dims.dim, inner, false)?;
+                let to_k_ip = Linear::load(&scope.at("to_k_ip"), token_dim, inner, false)?;
+                let to_v_ip = Linear::load(&scope.at("to_v_ip"), token_dim, inner, false)?;
                 attention.set_ip_adapter(IpAttention::new(to_k_ip, to_v_ip, options.ip_scale));
             }
         }
@@ -201,68 +202,61 @@ impl FaceIdAdapter {
         }
     }
 
-    /// Image tokens `[n, tokens, dim]` of identity embeddings given as `n × 512` values,
-    /// computed in the adapter's precision and returned in f32.
+    /// Image tokens `[n, tokens, dim]` of `input` (identity embeddings `[n, 512]`, and for a
+    /// FaceID Plus adapter the CLIP image features of the same `n` faces), computed in the
+    /// adapter's precision and returned in f32. `options` say whether the Plus shortcut applies
+    /// (PlusV2) and with which `s_scale`; the MLP projection of FaceID v1 ignores them.
     pub fn image_tokens(
         &self,
-        embeddings: &[f32],
-        shape: &[usize],
+        input: ProjectionInput,
+        options: &PlusOptions,
     ) -> Result<Tensor<3>, AdapterError> {
-        let n = match shape {
-            [ID_EMBEDDING_DIM] => 1,
-            [n, ID_EMBEDDING_DIM] if *n > 0 => *n,
-            _ => {
-                return Err(AdapterError::Embedding {
-                    found: shape.to_vec(),
-                });
-            }
-        };
-        let data = faceid_core::HostTensor::new(vec![n, ID_EMBEDDING_DIM], embeddings.to_vec());
-        let tokens = self
-            .projection
-            .forward(data.to_tensor_in(&self.device, self.precision));
-        Ok(tokens.cast(FloatDType::F32))
+        Ok(self.projection.forward(input, options)?)
     }
 
     /// The projection from identity embeddings to image tokens.
-    pub fn projection(&self) -> &FaceIdProjection {
+    pub fn projection(&self) -> &ImageProjection {
         &self.projection
     }
 
-    /// The image tokens of the unconditional branch: the projection of a zero embedding (f32).
-    pub fn unconditional_tokens(&self, n: usize) -> Tensor<3> {
+    /// Whether this is a FaceID Plus adapter, whose projection needs CLIP image features.
+    pub fn is_plus(&self) -> bool {
+        matches!(self.projection, ImageProjection::Plus(_))
+    }
+
+    /// The image tokens of the unconditional branch for `n` images (f32): the projection of a
+    /// zero identity embedding, as both reference implementations compute it.
+    ///
+    /// FaceID v1: `zero_image_clip_embeds` must be `None`. FaceID Plus: it must be the CLIP
+    /// features of an all-zero pixel tensor (`torch.zeros_like(clip_image)`: zeros after the
+    /// CLIP normalisation, not a black image), taken from the same vision tower and hidden
+    /// state as the face's own features, `[1, tokens, width]` (repeated for the `n` images) or
+    /// `[n, tokens, width]`; the same `options` as for the face's tokens apply.
+    pub fn unconditional_tokens(
+        &self,
+        n: usize,
+        zero_image_clip_embeds: Option<Tensor<3>>,
+        options: &PlusOptions,
+    ) -> Result<Tensor<3>, AdapterError> {
+        if n == 0 {
+            return Err(AdapterError::Embedding {
+                found: vec![0, ID_EMBEDDING_DIM],
+            });
+        }
         let zeros = Tensor::<2>::zeros(
             [n, ID_EMBEDDING_DIM],
             (&self.device, self.precision.dtype()),
         );
-        self.projection.forward(zeros).cast(FloatDType::F32)
-    }
-}
-
-/// Reads the projection's sizes from its tensor shapes.
-fn projection_dims(weights: &Weights, path: &Path) -> Result<ProjectionDims, AdapterError> {
-    let shape = |name: &str| {
-        weights.shape_of(name).ok_or_else(|| WeightError::Missing {
-            name: name.to_owned(),
-            origin: path.display().to_string(),
-        })
-    };
-    let hidden = shape("image_proj.proj.0.weight")?[0];
-    let dim = shape("image_proj.norm.weight")?[0];
-    let rows = shape("image_proj.proj.2.weight")?[0];
-    if dim == 0 || rows % dim != 0 {
-        return Err(AdapterError::Unsupported {
-            path: path.to_owned(),
-            reason: format!(
-                "image_proj.proj.2 has {rows} outputs, not a multiple of the token width {dim}"
-            ),
+        let clip_embeds = zero_image_clip_embeds.map(|clip| match clip.dims() {
+            [1, _, _] if n > 1 => clip.repeat_dim(0, n),
+            _ => clip,
         });
+        let input = ProjectionInput {
+            id_embedding: zeros,
+            clip_embeds,
+        };
+        Ok(self.projection.forward(input, options)?)
     }
-    Ok(ProjectionDims {
-        hidden,
-        tokens: rows / dim,
-        dim,
-    })
 }
 
 /// Number of attention processors a checkpoint covers (`ip_adapter.{i}.…`).

@@ -1,5 +1,6 @@
 //! diffusers' `IPAdapterFaceIDImageProjection` (models/embeddings.py), the original's
-//! `MLPProjModel`: Linear(512 → 1024), exact GELU, Linear(1024 → tokens · dim), LayerNorm.
+//! `MLPProjModel`: Linear(512 → 1024), exact GELU, Linear(1024 → tokens · dim), LayerNorm. FaceID
+//! Plus starts with the same layers (`ProjPlusModel.proj` / `.norm`).
 
 use burn::module::Module;
 use burn::tensor::Tensor;
@@ -56,6 +57,11 @@ impl FaceIdProjection {
     /// Image tokens per identity.
     pub fn tokens(&self) -> usize {
         self.tokens
+    }
+
+    /// Width of each token (the UNet's cross-attention width).
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 }
 

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use faceid_core::testing::{max_abs_diff, read_reference};
 use faceid_core::{Device, HostTensor};
-use faceid_ipadapter::{AdapterOptions, FaceIdAdapter, LoraSource};
-use faceid_unet::{UNet2DConditionModel, UNetConfig};
+use faceid_ipadapter::{AdapterOptions, FaceIdAdapter, LoraSource, PlusOptions, ProjectionInput};
+use faceid_unet::{Conditioning, UNet2DConditionModel, UNetConfig};
 
 fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
@@ -62,15 +62,26 @@ fn run_unet(
     let id = &reference["id.embedding"];
     let tokens = faceid_core::Tensor::cat(
         vec![
-            adapter.unconditional_tokens(1),
-            adapter.image_tokens(&id.data, &id.shape).unwrap(),
+            adapter
+                .unconditional_tokens(1, None, &PlusOptions::default())
+                .unwrap(),
+            adapter
+                .image_tokens(
+                    ProjectionInput::from_values(&id.data, device),
+                    &PlusOptions::default(),
+                )
+                .unwrap(),
         ],
         0,
     );
     let err = max_abs_diff(tokens.clone(), &reference["unet.ip_tokens"]);
     assert!(err < 1e-4, "image tokens error {err}");
-    unet.forward_with_image(sample, t, &context, Some(&tokens))
-        .unwrap()
+    unet.forward(
+        sample,
+        t,
+        &Conditioning::text(context).with_image(Some(tokens)),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -91,11 +102,19 @@ fn projection_and_unet_match_diffusers_for_bin_and_safetensors() {
             .unwrap();
             let id = &reference["id.embedding"];
             let err = max_abs_diff(
-                adapter.image_tokens(&id.data, &id.shape).unwrap(),
+                adapter
+                    .image_tokens(
+                        ProjectionInput::from_values(&id.data, &device),
+                        &PlusOptions::default(),
+                    )
+                    .unwrap(),
                 &reference["proj.out"],
             );
             assert!(err < 1e-4, "{file}: projection error {err}");
-            let err = max_abs_diff(adapter.unconditional_tokens(1), &reference["proj.zero"]);
+            let zero = adapter
+                .unconditional_tokens(1, None, &PlusOptions::default())
+                .unwrap();
+            let err = max_abs_diff(zero, &reference["proj.zero"]);
             assert!(err < 1e-4, "{file}: zero projection error {err}");
             let err = max_abs_diff(
                 run_unet(&unet, &adapter, &reference, &device),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use faceid_clip::{TextEncoderError, TokenizerError};
+use faceid_clip::{ImageProcessorError, TextEncoderError, TokenizerError, VisionEncoderError};
 use faceid_core::{ConfigError, WeightError};
 use faceid_face::FaceError;
 use faceid_ipadapter::AdapterError;
@@ -20,6 +20,20 @@ pub enum PipelineError {
         path: PathBuf,
         /// What is missing.
         reason: String,
+    },
+    /// A file the model needs was not given.
+    #[error("no {component}: {hint}")]
+    MissingComponent {
+        /// Which component.
+        component: &'static str,
+        /// What to pass.
+        hint: String,
+    },
+    /// The model asked for is not built in this version.
+    #[error("{what} cannot generate in this version")]
+    NotBuilt {
+        /// What is missing.
+        what: String,
     },
     /// A request parameter is out of range.
     #[error("invalid `{field}`: {reason}")]
@@ -62,6 +76,15 @@ pub enum PipelineError {
     /// The scheduler failed.
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),
+    /// The CLIP image encoder cannot be loaded or run.
+    #[error(transparent)]
+    ImageEncoder(#[from] VisionEncoderError),
+    /// A face crop cannot be preprocessed for the image encoder.
+    #[error(transparent)]
+    ImageProcessor(#[from] ImageProcessorError),
+    /// A face file cannot be read or written.
+    #[error(transparent)]
+    FaceFile(#[from] crate::face_conditioning::FaceFileError),
     /// The device cannot compute in the precision asked for.
     #[error(transparent)]
     Precision(#[from] faceid_core::PrecisionError),

@@ -13,16 +13,24 @@
 //! ```
 #![deny(missing_docs)]
 
+mod assemble;
 mod error;
-pub mod fal;
-mod fal_schema;
-mod identity;
+mod face_conditioning;
+mod face_encoder;
 mod image_io;
+mod seed;
+mod spec;
 mod stable_diffusion;
 
+pub use assemble::{
+    FaceIdGenerator, GeneratorOptions, load_diffusion, load_face_encoder, load_image_encoder,
+};
 pub use error::PipelineError;
-pub use faceid_ipadapter::{AdapterOptions, LoraSource};
+pub use face_conditioning::{CLIP_EMBEDS, FaceConditioning, FaceFileError, ID_EMBEDDING};
+pub use face_encoder::{ClipImageEncoder, FaceCrop, FaceEncoder};
+pub use faceid_ipadapter::{AdapterOptions, LoraSource, PlusOptions};
 pub use faceid_scheduler::SchedulerKind;
-pub use identity::identity_from_images;
 pub use image_io::{grid, to_rgb_images};
+pub use seed::random_seed;
+pub use spec::{BaseFamily, FaceIdSpec, ProjectionKind};
 pub use stable_diffusion::{GenerateRequest, Generated, Progress, StableDiffusion};

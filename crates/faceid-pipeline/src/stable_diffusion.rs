@@ -8,13 +8,15 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use faceid_clip::{ClipTextModel, ClipTokenizer};
 use faceid_core::{ComponentMemory, Device, HostTensor, Precision, TorchGenerator};
-use faceid_ipadapter::{AdapterOptions, FaceIdAdapter};
+use faceid_ipadapter::{AdapterOptions, FaceIdAdapter, PlusOptions, ProjectionInput};
 use faceid_scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
-use faceid_unet::UNet2DConditionModel;
+use faceid_unet::{Conditioning, UNet2DConditionModel};
 use faceid_vae::AutoencoderKL;
 use image::RgbImage;
 
 use crate::error::PipelineError;
+use crate::face_conditioning::FaceConditioning;
+use crate::face_encoder::ClipImageEncoder;
 use crate::image_io::to_rgb_images;
 
 /// Most steps a request may ask for.
@@ -33,8 +35,19 @@ pub struct StableDiffusion {
     vae: AutoencoderKL,
     scheduler_config: SchedulerConfig,
     default_scheduler: SchedulerKind,
-    faceid: Option<FaceIdAdapter>,
+    faceid: Option<InstalledFaceId>,
     device: Device,
+}
+
+/// A FaceID adapter with what its projection needs besides the face.
+#[derive(Debug)]
+struct InstalledFaceId {
+    adapter: FaceIdAdapter,
+    /// Shortcut and `s_scale` (FaceID Plus).
+    plus: PlusOptions,
+    /// FaceID Plus: the image encoder's features of an all-zero pixel tensor, projected with a
+    /// zero identity for the unconditional branch.
+    zero_image_features: Option<Tensor<3>>,
 }
 
 /// One generation request. `Default` gives diffusers' defaults (512×512, 50 steps, guidance 7.5).
@@ -62,9 +75,9 @@ pub struct GenerateRequest {
     pub eta: f32,
     /// Initial latents `[num_samples, 4, height/8, width/8]` instead of seeded noise.
     pub latents: Option<HostTensor>,
-    /// The identity to draw (`[1, 512]` or `[512]`, a normalised ArcFace embedding), for a
+    /// The face to draw (its identity, and for FaceID Plus its CLIP image features), for a
     /// model with a FaceID adapter installed.
-    pub face_embedding: Option<HostTensor>,
+    pub face: Option<FaceConditioning>,
 }
 
 impl Default for GenerateRequest {
@@ -81,7 +94,7 @@ impl Default for GenerateRequest {
             scheduler: None,
             eta: 0.0,
             latents: None,
-            face_embedding: None,
+            face: None,
         }
     }
 }
@@ -187,11 +200,15 @@ impl StableDiffusion {
     }
 
     /// Installs an IP-Adapter FaceID checkpoint (`.bin` or `.safetensors`): its LoRA is fused
-    /// into the UNet and its image branch added to every cross-attention layer.
+    /// into the UNet and its image branch added to every cross-attention layer. A FaceID Plus
+    /// checkpoint needs the CLIP `image_encoder` its faces are encoded with (for the
+    /// unconditional branch) and takes `plus` (shortcut for PlusV2, `s_scale`).
     pub fn install_faceid(
         &mut self,
         checkpoint: &Path,
         options: &AdapterOptions,
+        plus: PlusOptions,
+        image_encoder: Option<&ClipImageEncoder>,
     ) -> Result<(), PipelineError> {
         if self.faceid.is_some() {
             return Err(PipelineError::InvalidRequest {
@@ -200,12 +217,25 @@ impl StableDiffusion {
                     .into(),
             });
         }
-        self.faceid = Some(FaceIdAdapter::install(
-            checkpoint,
-            &mut self.unet,
-            options,
-            &self.device,
-        )?);
+        let adapter = FaceIdAdapter::install(checkpoint, &mut self.unet, options, &self.device)?;
+        let zero_image_features = match (adapter.is_plus(), image_encoder) {
+            (false, _) => None,
+            (true, Some(encoder)) => Some(encoder.zero_image_features()?),
+            (true, None) => {
+                return Err(PipelineError::InvalidRequest {
+                    field: "image_encoder",
+                    reason: format!(
+                        "{} is a FaceID Plus checkpoint: it needs the CLIP image encoder its faces are encoded with (h94/IP-Adapter models/image_encoder)",
+                        checkpoint.display()
+                    ),
+                });
+            }
+        };
+        self.faceid = Some(InstalledFaceId {
+            adapter,
+            plus,
+            zero_image_features,
+        });
         Ok(())
     }
 
@@ -217,6 +247,11 @@ impl StableDiffusion {
     /// Whether a FaceID adapter is installed.
     pub fn has_faceid(&self) -> bool {
         self.faceid.is_some()
+    }
+
+    /// Whether the installed adapter is FaceID Plus (its faces need CLIP image features).
+    pub fn is_faceid_plus(&self) -> bool {
+        self.faceid.as_ref().is_some_and(|f| f.adapter.is_plus())
     }
 
     /// The device the model runs on.
@@ -237,7 +272,10 @@ impl StableDiffusion {
             ComponentMemory::of("vae", &self.vae),
         ];
         if let Some(adapter) = &self.faceid {
-            out.push(ComponentMemory::of("image_proj", adapter.projection()));
+            out.push(ComponentMemory::of(
+                "image_proj",
+                adapter.adapter.projection(),
+            ));
         }
         out
     }
@@ -285,21 +323,51 @@ impl StableDiffusion {
                 format!("{} must be a finite number >= 0", request.guidance_scale),
             );
         }
-        if let Some(embedding) = &request.face_embedding {
-            if self.faceid.is_none() {
-                return invalid(
-                    "face_embedding",
-                    "the model has no FaceID adapter installed".into(),
-                );
-            }
+        if let Some(face) = &request.face {
+            let Some(faceid) = &self.faceid else {
+                return invalid("face", "the model has no FaceID adapter installed".into());
+            };
+            let embedding = &face.id_embedding;
             if !matches!(embedding.shape.as_slice(), [512] | [1, 512]) {
                 return invalid(
-                    "face_embedding",
-                    format!("shape {:?}, expected [1, 512] or [512]", embedding.shape),
+                    "face",
+                    format!(
+                        "identity of shape {:?}, expected [1, 512] or [512]",
+                        embedding.shape
+                    ),
                 );
             }
-            if embedding.data.iter().any(|v| !v.is_finite()) {
-                return invalid("face_embedding", "contains NaN or infinite values".into());
+            let finite = |t: &HostTensor| t.data.iter().all(|v| v.is_finite());
+            if !finite(embedding) || !face.clip_embeds.as_ref().is_none_or(finite) {
+                return invalid("face", "contains NaN or infinite values".into());
+            }
+            let width = faceid.adapter.projection().clip_width();
+            match (&face.clip_embeds, width) {
+                (None, None) => {}
+                (Some(_), None) => {
+                    return invalid(
+                        "face",
+                        "CLIP image features were given, but this FaceID model reads the identity alone: use a FaceID Plus model, or the identity alone".into(),
+                    );
+                }
+                (None, Some(_)) => {
+                    return invalid(
+                        "face",
+                        "this FaceID Plus model needs the face's CLIP image features: give face photos, or a face file written by `faceid embed` with an image encoder".into(),
+                    );
+                }
+                (Some(clip), Some(width)) => {
+                    if !matches!(clip.shape.as_slice(), [1, tokens, w] if *tokens > 0 && *w == width)
+                    {
+                        return invalid(
+                            "face",
+                            format!(
+                                "CLIP image features of shape {:?}, expected [1, tokens, {width}] from this model's image encoder",
+                                clip.shape
+                            ),
+                        );
+                    }
+                }
             }
         }
         if let Some(latents) = &request.latents {
@@ -355,19 +423,9 @@ impl StableDiffusion {
     /// scheduler and eta, and both with or both without a face. Prompts, seeds, identities and
     /// sample counts may differ.
     pub fn same_shape(a: &GenerateRequest, b: &GenerateRequest) -> bool {
-        (
-            a.width,
-            a.height,
-            a.steps,
-            a.scheduler,
-            a.face_embedding.is_some(),
-        ) == (
-            b.width,
-            b.height,
-            b.steps,
-            b.scheduler,
-            b.face_embedding.is_some(),
-        ) && a.guidance_scale == b.guidance_scale
+        (a.width, a.height, a.steps, a.scheduler, a.face.is_some())
+            == (b.width, b.height, b.steps, b.scheduler, b.face.is_some())
+            && a.guidance_scale == b.guidance_scale
             && a.eta == b.eta
     }
 
@@ -424,19 +482,34 @@ impl StableDiffusion {
         }
         let context = Tensor::cat(negatives.into_iter().chain(positives).collect(), 0);
 
-        // 2b. FaceID image tokens: the projection of each identity, and of zeros for the
-        // unconditional half, batched like the text.
-        let image_tokens = match (&self.faceid, first.face_embedding.is_some()) {
-            (Some(adapter), true) => {
+        // 2b. FaceID image tokens: the projection of each face, and of a zero identity (with,
+        // for Plus, the features of a zero image) for the unconditional half, batched like the
+        // text.
+        let image_tokens = match (&self.faceid, first.face.is_some()) {
+            (Some(faceid), true) => {
+                let InstalledFaceId {
+                    adapter,
+                    plus,
+                    zero_image_features,
+                } = faceid;
                 let mut parts = Vec::new();
                 if guided {
-                    parts.push(adapter.unconditional_tokens(total));
+                    parts.push(adapter.unconditional_tokens(
+                        total,
+                        zero_image_features.clone(),
+                        plus,
+                    )?);
                 }
                 for r in requests {
-                    let embedding = r.face_embedding.as_ref().expect("checked: all have a face");
+                    let face = r.face.as_ref().expect("checked: all have a face");
+                    let mut input =
+                        ProjectionInput::from_values(&face.id_embedding.data, &self.device);
+                    if let Some(clip) = &face.clip_embeds {
+                        input = input.with_clip_embeds(clip.clone().to_tensor::<3>(&self.device));
+                    }
                     parts.push(
                         adapter
-                            .image_tokens(&embedding.data, &[512])?
+                            .image_tokens(input, plus)?
                             .repeat_dim(0, r.num_samples),
                     );
                 }
@@ -465,11 +538,11 @@ impl StableDiffusion {
         let latents = Tensor::cat(latents, 0) * scheduler.init_noise_sigma();
 
         // 5. Denoise (only single-request batches use the generator during the loop).
+        let conditioning = Conditioning::text(context).with_image(image_tokens);
         let latents = self.denoise(
             scheduler.as_mut(),
             latents,
-            &context,
-            image_tokens.as_ref(),
+            &conditioning,
             first.guidance_scale,
             &mut generators[0],
             progress,
@@ -495,13 +568,13 @@ impl StableDiffusion {
         Ok(out)
     }
 
-    /// The denoising loop: one batched UNet call per step for both guidance branches.
+    /// The denoising loop: one batched UNet call per step for both guidance branches, the
+    /// conditioning batched as `[unconditional; conditional]` when guided.
     pub fn denoise(
         &self,
         scheduler: &mut dyn Scheduler,
         mut latents: Tensor<4>,
-        context: &Tensor<3>,
-        image_tokens: Option<&Tensor<3>>,
+        conditioning: &Conditioning,
         guidance_scale: f32,
         generator: &mut TorchGenerator,
         progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
@@ -525,9 +598,7 @@ impl StableDiffusion {
                 latents.clone()
             };
             let input = scheduler.scale_model_input(input, i)?;
-            let noise = self
-                .unet
-                .forward_with_image(input, t, context, image_tokens)?;
+            let noise = self.unet.forward(input, t, conditioning)?;
             let noise = if guided {
                 let [uncond, cond]: [Tensor<4>; 2] =
                     noise.chunk(2, 0).try_into().expect("two halves");

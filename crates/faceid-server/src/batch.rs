@@ -6,34 +6,16 @@ use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 
 use faceid_face::DetectOptions;
-use faceid_pipeline::fal::FalRequest;
-use faceid_pipeline::{GenerateRequest, PipelineError, identity_from_images};
+use faceid_fal::FalRequest;
+use faceid_pipeline::{GenerateRequest, PipelineError};
 use serde_json::{Value, json};
 
-use crate::engine::Models;
-use crate::input::{FetchPolicy, InputError, face_images};
+pub use crate::failure::Failure;
+use crate::failure::RequestError;
+use crate::input::{FetchPolicy, for_each_face_image};
 use crate::jobs::{Jobs, Work};
+use crate::models::{Loaded, Models};
 use crate::output::Files;
-
-/// A failure of a request after it was accepted: the HTTP status and `detail` of its result.
-#[derive(Clone)]
-pub struct Failure {
-    pub status: u16,
-    pub detail: Value,
-    pub message: String,
-    pub kind: &'static str,
-}
-
-impl Failure {
-    pub fn internal(kind: &'static str, message: String) -> Self {
-        Self {
-            status: 500,
-            detail: json!(message),
-            message,
-            kind,
-        }
-    }
-}
 
 /// The result of one request of a batch: `Err(None)` when it was cancelled.
 pub type Result = std::result::Result<Value, Option<Failure>>;
@@ -68,10 +50,10 @@ pub fn run(
     } else {
         &first.base_1_5_model_repo
     };
-    let loaded = match models.get(first.model_type.name(), base_repo) {
+    let loaded = match models.get(first.model_type, base_repo) {
         Ok(loaded) => loaded,
         Err(e) => {
-            let failure = Failure::internal("ModelLoadError", e);
+            let failure = Failure::from(RequestError::from(e));
             return batch
                 .into_iter()
                 .map(|w| (w.id, Err(Some(failure.clone()))))
@@ -84,13 +66,13 @@ pub fn run(
         models.base_label(base_repo)
     );
     let (mut prepared, mut requests): (Vec<Work>, Vec<GenerateRequest>) = (Vec::new(), Vec::new());
-    for work in batch {
+    for mut work in batch {
         if work.cancel.load(Ordering::SeqCst) {
             results.push((work.id, Err(None)));
             continue;
         }
         jobs.log(&work.id, "INFO", label.clone());
-        match prepare(&loaded, jobs, policy, &work) {
+        match prepare(&loaded, jobs, policy, &mut work) {
             Ok(request) => {
                 prepared.push(work);
                 requests.push(request);
@@ -114,7 +96,7 @@ pub fn run(
         }
     }
     let mut last_logged = 0;
-    let generated = loaded.sd.generate_batch(&requests, &mut |p| {
+    let generated = loaded.generator.sd.generate_batch(&requests, &mut |p| {
         if p.step > last_logged {
             last_logged = p.step;
             for work in &prepared {
@@ -137,7 +119,7 @@ pub fn run(
                 let result = files
                     .store(&work.id, &out.images, work.inline_images)
                     .map(|stored| json!({"image": stored.grid, "images": stored.images, "seed": out.seed}))
-                    .map_err(|e| Some(Failure::internal("StorageError", e.to_string())));
+                    .map_err(|e| Some(RequestError::Storage(e.to_string()).into()));
                 results.push((work.id, result));
             }
         }
@@ -145,7 +127,7 @@ pub fn run(
             results.extend(prepared.into_iter().map(|w| (w.id, Err(None))));
         }
         Err(e) => {
-            let failure = pipeline_failure(e);
+            let failure = Failure::from(RequestError::from(e));
             results.extend(
                 prepared
                     .into_iter()
@@ -156,33 +138,50 @@ pub fn run(
     results
 }
 
-/// A request's identity and seed, checked against the model.
+/// A request's face and seed, checked against the model. The face images are analysed one at
+/// a time, each dropped once its face is embedded.
 fn prepare(
-    loaded: &crate::engine::Loaded,
+    loaded: &Loaded,
     jobs: &Jobs,
     policy: &FetchPolicy,
-    work: &Work,
+    work: &mut Work,
 ) -> std::result::Result<GenerateRequest, Failure> {
+    let fetched = work.fetched.take();
     let input = &work.input;
-    let images = face_images(input, policy).map_err(input_failure)?;
     let options = DetectOptions {
         det_size: input.face_id_det_size,
         ..DetectOptions::default()
     };
-    let identity = identity_from_images(&loaded.analyzer, &images, &options).map_err(|e| Failure {
-        status: 422,
-        detail: json!([{"loc": ["body", face_field(input)], "msg": e.to_string(), "type": "face_error"}]),
-        message: e.to_string(),
-        kind: "FaceError",
-    })?;
+    let faces = &loaded.generator.faces;
+    let face_error = |error| RequestError::Face {
+        field: face_field(input),
+        error,
+    };
+    let mut builder = faces.identity_builder(&options).map_err(face_error)?;
+    let count = for_each_face_image(input, policy, fetched, |image| builder.add(&image))
+        .map_err(RequestError::from)?;
+    let identity = builder.finish().map_err(face_error)?;
+    let face = faces.encode(&identity).map_err(RequestError::from)?;
     jobs.log(
         &work.id,
         "INFO",
-        format!("face identity from {} image(s)", images.len()),
+        format!(
+            "face identity from {} of {count} image(s){}",
+            identity.faces.len(),
+            if face.clip_embeds.is_some() {
+                ", with CLIP features of the aligned faces"
+            } else {
+                ""
+            }
+        ),
     );
-    let seed = input.seed.unwrap_or_else(faceid_pipeline::fal::random_seed);
-    let request = input.to_generate_request(seed, Some(identity));
-    loaded.sd.check(&request).map_err(pipeline_failure)?;
+    let seed = input.seed.unwrap_or_else(faceid_pipeline::random_seed);
+    let request = input.to_generate_request(seed, Some(face));
+    loaded
+        .generator
+        .sd
+        .check(&request)
+        .map_err(RequestError::from)?;
     Ok(request)
 }
 
@@ -191,26 +190,5 @@ fn face_field(input: &FalRequest) -> &'static str {
         "face_image_url"
     } else {
         "face_images_data_url"
-    }
-}
-
-fn input_failure(e: InputError) -> Failure {
-    Failure {
-        status: 422,
-        detail: json!([{"loc": ["body", e.field], "msg": e.message, "type": e.kind}]),
-        message: format!("{}: {}", e.field, e.message),
-        kind: "InputError",
-    }
-}
-
-fn pipeline_failure(e: PipelineError) -> Failure {
-    match e {
-        PipelineError::InvalidRequest { field, reason } => Failure {
-            status: 422,
-            detail: json!([{"loc": ["body", field], "msg": reason, "type": "value_error"}]),
-            message: format!("{field}: {reason}"),
-            kind: "ValidationError",
-        },
-        other => Failure::internal("GenerationError", other.to_string()),
     }
 }

@@ -1,14 +1,19 @@
 //! Requests and their lifecycle: a bounded queue, per-request status and logs, cancellation,
 //! and a notification whenever anything changes (for waiting clients and status streams).
+//!
+//! A request keeps its input only until it completes: from then on it holds what its status
+//! and result need, in memory and on disk.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
 
-use faceid_pipeline::fal::FalRequest;
+use faceid_fal::FalRequest;
 use serde_json::{Value, json};
 
+use crate::input::Fetched;
+use crate::keys::Keys;
 use crate::store::{Record, Store};
 
 /// One log line of a request, as fal reports them.
@@ -48,6 +53,15 @@ pub struct Outcome {
     pub finished_at: SystemTime,
 }
 
+impl Outcome {
+    /// Whether it is a cancellation.
+    pub fn cancelled(&self) -> bool {
+        self.error
+            .as_ref()
+            .is_some_and(|e| e.1 == "RequestCancelled")
+    }
+}
+
 /// Where a request is.
 #[derive(Debug, Clone)]
 pub enum Stage {
@@ -59,17 +73,41 @@ pub enum Stage {
     Completed(Outcome),
 }
 
+/// The input of a request that has not completed.
+#[derive(Debug)]
+pub struct Input {
+    /// The validated input.
+    pub request: FalRequest,
+    /// The input as received (what is persisted).
+    pub raw: Value,
+    /// Whether its URLs are still being fetched (it does not start before).
+    pub fetching: bool,
+    /// What was fetched, once fetched.
+    pub fetched: Option<Fetched>,
+}
+
+impl Input {
+    /// A validated input as received; `fetching` when it has URLs to fetch.
+    pub fn new(request: FalRequest, raw: Value) -> Self {
+        let fetching = crate::input::needs_fetch(&request);
+        Self {
+            request,
+            raw,
+            fetching,
+            fetched: None,
+        }
+    }
+}
+
 /// One request.
 #[derive(Debug)]
 pub struct Job {
     /// Its id (`request_id`).
     pub id: String,
-    /// The API key that submitted it, when keys are required.
+    /// The id of the API key that submitted it (see `keys`), when keys are required.
     pub owner: Option<String>,
-    /// The validated input.
-    pub input: FalRequest,
-    /// The input as received (what is persisted).
-    pub raw_input: Value,
+    /// The input, until the request completes.
+    pub input: Option<Box<Input>>,
     /// Acceptance order (set by [`Jobs::submit`]).
     pub seq: u64,
     /// `sync_mode`: images come back as data URIs.
@@ -90,6 +128,8 @@ pub struct Work {
     pub id: String,
     /// The input.
     pub input: FalRequest,
+    /// The fetched inputs, if it had URLs.
+    pub fetched: Option<Fetched>,
     /// `sync_mode`.
     pub inline_images: bool,
     /// Set when the request is cancelled.
@@ -113,8 +153,10 @@ pub enum Rejected {
 /// What a cancel did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Cancelled {
-    /// Stopped (queued) or asked to stop at the next step (running).
+    /// Asked to stop at the next step (it was running).
     Requested,
+    /// Stopped before it started (it was queued).
+    Dequeued,
     /// Already finished.
     AlreadyCompleted,
     /// No such request (for this key).
@@ -126,8 +168,18 @@ struct Inner {
     queue: VecDeque<String>,
     running: usize,
     closed: bool,
+    /// Shutting down with persistence: no new request starts.
+    draining: bool,
     suspended: bool,
     next_seq: u64,
+}
+
+impl Inner {
+    /// The input of a queued request that may start (its URLs fetched).
+    fn ready(&self, id: &str) -> Option<&FalRequest> {
+        let input = self.jobs.get(id)?.input.as_ref()?;
+        (!input.fetching).then_some(&input.request)
+    }
 }
 
 /// Every request the server knows.
@@ -153,6 +205,18 @@ pub fn cancelled_outcome() -> Outcome {
     }
 }
 
+/// The outcome reported when a completion could not be saved.
+fn unsaved_outcome(error: &std::io::Error) -> Outcome {
+    let message = format!("the result could not be saved, so it is not kept: {error}");
+    Outcome {
+        status_code: 500,
+        body: json!({ "detail": message }),
+        inference_time: 0.0,
+        error: Some((message, "PersistError".into())),
+        finished_at: SystemTime::now(),
+    }
+}
+
 impl Jobs {
     /// A store whose queue holds at most `capacity` waiting requests, persisted in `store`.
     pub fn new(capacity: usize, store: Option<Store>) -> Self {
@@ -162,6 +226,7 @@ impl Jobs {
                 queue: VecDeque::new(),
                 running: 0,
                 closed: false,
+                draining: false,
                 suspended: false,
                 next_seq: 0,
             }),
@@ -177,7 +242,11 @@ impl Jobs {
             id: job.id.clone(),
             seq: job.seq,
             owner: job.owner.clone(),
-            input: job.raw_input.clone(),
+            legacy_owner: None,
+            input: job
+                .input
+                .as_ref()
+                .map_or(Value::Null, |input| input.raw.clone()),
             inline_images: job.inline_images,
             webhook: job.webhook.clone(),
             outcome: match &job.stage {
@@ -197,9 +266,45 @@ impl Jobs {
         }
     }
 
+    /// Completes a job with `outcome`, durably first when persistence is on; its input is
+    /// dropped. When the completion cannot be saved, the job completes as failed to persist
+    /// (500, `PersistError`), saved as such if possible, else its record is removed so that it
+    /// does not run again after a restart. Returns the outcome recorded.
+    fn settle(&self, job: &mut Job, outcome: Outcome) -> Outcome {
+        job.input = None;
+        job.stage = Stage::Completed(outcome);
+        let Some(store) = &self.store else {
+            return Self::outcome_of(job);
+        };
+        let Err(e) = store.save(&Self::record(job)) else {
+            return Self::outcome_of(job);
+        };
+        tracing::error!(request_id = %job.id, "cannot save the completion of a request: {e}");
+        job.stage = Stage::Completed(unsaved_outcome(&e));
+        job.logs.push(LogItem {
+            message: format!("the result could not be saved: {e}"),
+            level: "ERROR",
+            at: SystemTime::now(),
+        });
+        if store.save(&Self::record(job)).is_err()
+            && let Err(e) = store.remove(&job.id)
+        {
+            tracing::error!(request_id = %job.id, "cannot remove the record of a request that failed to persist; it will run again after a restart: {e}");
+        }
+        Self::outcome_of(job)
+    }
+
+    fn outcome_of(job: &Job) -> Outcome {
+        match &job.stage {
+            Stage::Completed(outcome) => outcome.clone(),
+            _ => cancelled_outcome(),
+        }
+    }
+
     /// Brings back the persisted requests: completed ones with their results, the others
-    /// queued again in acceptance order. Returns (completed, requeued).
-    pub fn restore(&self) -> (usize, usize) {
+    /// queued again in acceptance order; owners stored as plain keys by an earlier version are
+    /// replaced by their ids. Returns (completed, requeued).
+    pub fn restore(&self, keys: &Keys) -> (usize, usize) {
         let Some(store) = &self.store else {
             return (0, 0);
         };
@@ -208,19 +313,26 @@ impl Jobs {
         let (mut completed, mut requeued) = (0, 0);
         for record in records {
             inner.next_seq = inner.next_seq.max(record.seq + 1);
-            let input = match FalRequest::from_json(&record.input) {
-                Ok(input) => input,
-                Err(errors) => {
-                    tracing::error!(request_id = %record.id, ?errors, "a stored request no longer validates");
-                    continue;
+            let done = record.outcome.is_some();
+            let input = if done {
+                None
+            } else {
+                match FalRequest::from_json(&record.input) {
+                    Ok(request) => Some(Box::new(Input::new(request, record.input))),
+                    Err(errors) => {
+                        tracing::error!(request_id = %record.id, ?errors, "a stored request no longer validates");
+                        continue;
+                    }
                 }
             };
-            let done = record.outcome.is_some();
+            let legacy = record.legacy_owner.is_some();
+            let owner = record
+                .owner
+                .or_else(|| record.legacy_owner.map(|key| keys.owner_id(&key)));
             let job = Job {
                 id: record.id.clone(),
-                owner: record.owner,
+                owner,
                 input,
-                raw_input: record.input,
                 seq: record.seq,
                 inline_images: record.inline_images,
                 webhook: record.webhook,
@@ -228,6 +340,9 @@ impl Jobs {
                 logs: record.logs,
                 cancel: Arc::new(AtomicBool::new(false)),
             };
+            if legacy {
+                self.persist(&job);
+            }
             if done {
                 completed += 1;
             } else {
@@ -240,6 +355,41 @@ impl Jobs {
         self.work_ready.notify_all();
         self.touch();
         (completed, requeued)
+    }
+
+    /// The queued requests whose URLs are still to be fetched, with their inputs.
+    pub fn to_fetch(&self) -> Vec<(String, FalRequest)> {
+        let inner = self.lock();
+        inner
+            .queue
+            .iter()
+            .filter_map(|id| {
+                let input = inner.jobs.get(id)?.input.as_ref()?;
+                input.fetching.then(|| (id.clone(), input.request.clone()))
+            })
+            .collect()
+    }
+
+    /// Whether a request still waits for its URLs to be fetched.
+    pub fn wants_fetch(&self, id: &str) -> bool {
+        let inner = self.lock();
+        inner
+            .jobs
+            .get(id)
+            .and_then(|job| job.input.as_ref())
+            .is_some_and(|input| input.fetching)
+    }
+
+    /// Hands a request what was fetched for it; it may start from now on.
+    pub fn fetched(&self, id: &str, fetched: Fetched) {
+        let mut inner = self.lock();
+        if let Some(input) = inner.jobs.get_mut(id).and_then(|job| job.input.as_mut()) {
+            input.fetching = false;
+            input.fetched = Some(fetched);
+        }
+        drop(inner);
+        self.work_ready.notify_all();
+        self.touch();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -285,44 +435,50 @@ impl Jobs {
     }
 
     /// Blocks until there is work or the store is closed and drained; returns the first queued
-    /// request and up to `max - 1` more queued after it with the same `key`, all marked running.
+    /// request that may start (its URLs fetched) and up to `max - 1` more such requests queued
+    /// after it with the same `key`, all marked running.
     pub fn next_batch(&self, max: usize, key: &dyn Fn(&FalRequest) -> String) -> Option<Vec<Work>> {
         let mut inner = self.lock();
         loop {
-            if inner.suspended {
+            if inner.suspended || inner.draining {
                 return None;
             }
-            if let Some(first) = inner.queue.pop_front() {
-                let wanted = key(&inner.jobs[&first].input);
+            let first = inner.queue.iter().position(|id| inner.ready(id).is_some());
+            if let Some(first) = first {
+                let first = inner.queue.remove(first).expect("in range");
+                let wanted = inner.ready(&first).map(key);
                 let mut ids = vec![first];
                 let mut i = 0;
                 while ids.len() < max.max(1) && i < inner.queue.len() {
-                    if key(&inner.jobs[&inner.queue[i]].input) == wanted {
+                    if wanted.is_some() && inner.ready(&inner.queue[i]).map(key) == wanted {
                         let id = inner.queue.remove(i).expect("in range");
                         ids.push(id);
                     } else {
                         i += 1;
                     }
                 }
-                inner.running += ids.len();
-                let batch = ids
+                let batch: Vec<Work> = ids
                     .into_iter()
-                    .map(|id| {
-                        let job = inner.jobs.get_mut(&id).expect("queued jobs exist");
-                        job.stage = Stage::Running;
-                        Work {
+                    .filter_map(|id| {
+                        let job = inner.jobs.get_mut(&id)?;
+                        let input = job.input.as_mut()?;
+                        let work = Work {
                             id,
-                            input: job.input.clone(),
+                            input: input.request.clone(),
+                            fetched: input.fetched.take(),
                             inline_images: job.inline_images,
                             cancel: job.cancel.clone(),
-                        }
+                        };
+                        job.stage = Stage::Running;
+                        Some(work)
                     })
                     .collect();
+                inner.running += batch.len();
                 drop(inner);
                 self.touch();
                 return Some(batch);
             }
-            if inner.closed {
+            if inner.closed && inner.queue.is_empty() {
                 return None;
             }
             inner = self
@@ -344,24 +500,28 @@ impl Jobs {
         self.touch();
     }
 
-    /// Records how a running request ended; returns its webhook, if it has one.
-    pub fn complete(&self, id: &str, outcome: Outcome) -> Option<String> {
+    /// Records how a running request ended (see [`Jobs::settle`]), calling `counted` with the
+    /// outcome recorded before anyone can see it; returns that outcome and the webhook, or
+    /// `None` when a shutdown that keeps the request interrupted it.
+    pub fn complete(
+        &self,
+        id: &str,
+        outcome: Outcome,
+        counted: impl FnOnce(&Outcome),
+    ) -> Option<(Outcome, Option<String>)> {
         let mut inner = self.lock();
         inner.running = inner.running.saturating_sub(1);
         if inner.suspended {
             // Interrupted by a shutdown that keeps it: on disk it is still waiting to run.
             return None;
         }
-        let webhook = inner.jobs.get_mut(id).and_then(|job| {
-            job.stage = Stage::Completed(outcome);
-            job.webhook.clone()
-        });
-        if let Some(job) = inner.jobs.get(id) {
-            self.persist(job);
-        }
+        let job = inner.jobs.get_mut(id)?;
+        let webhook = job.webhook.clone();
+        let recorded = self.settle(job, outcome);
+        counted(&recorded);
         drop(inner);
         self.touch();
-        webhook
+        Some((recorded, webhook))
     }
 
     /// Cancels a request visible to `key`.
@@ -378,15 +538,14 @@ impl Jobs {
             }
             Stage::Queued => {
                 job.cancel.store(true, Ordering::SeqCst);
-                job.stage = Stage::Completed(cancelled_outcome());
                 job.logs.push(LogItem {
                     message: "cancelled before it started".into(),
                     level: "INFO",
                     at: SystemTime::now(),
                 });
-                self.persist(job);
+                self.settle(job, cancelled_outcome());
                 inner.queue.retain(|q| q != id);
-                Cancelled::Requested
+                Cancelled::Dequeued
             }
         };
         drop(inner);
@@ -472,8 +631,10 @@ impl Jobs {
             .collect();
         for id in &old {
             inner.jobs.remove(id);
-            if let Some(store) = &self.store {
-                store.remove(id);
+            if let Some(store) = &self.store
+                && let Err(e) = store.remove(id)
+            {
+                tracing::warn!(request_id = %id, "cannot remove an expired request: {e}");
             }
         }
         old.len()
@@ -482,6 +643,17 @@ impl Jobs {
     /// Whether requests survive a restart.
     pub fn persistent(&self) -> bool {
         self.store.is_some()
+    }
+
+    /// Whether the data folder can be written now (`None` without one).
+    pub fn probe_storage(&self) -> Option<Result<(), String>> {
+        let store = self.store.as_ref()?;
+        Some(store.probe().map_err(|e| {
+            format!(
+                "the data folder {} cannot be written: {e}",
+                store.dir().display()
+            )
+        }))
     }
 
     /// Stops accepting requests and interrupts the running ones without recording them, so that
@@ -495,6 +667,17 @@ impl Jobs {
                 job.cancel.store(true, Ordering::SeqCst);
             }
         }
+        drop(inner);
+        self.work_ready.notify_all();
+        self.touch();
+    }
+
+    /// Stops accepting requests; with `keep_queued`, no queued request starts any more (they
+    /// stay on disk for the next start) while the running ones finish.
+    pub fn drain(&self, keep_queued: bool) {
+        let mut inner = self.lock();
+        inner.closed = true;
+        inner.draining |= keep_queued;
         drop(inner);
         self.work_ready.notify_all();
         self.touch();

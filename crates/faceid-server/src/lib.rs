@@ -10,12 +10,17 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod conn;
 mod engine;
+mod failure;
 mod input;
 mod jobs;
+mod keys;
 mod metrics;
+mod models;
 mod openapi;
 mod output;
+mod prefetch;
 mod routes;
 mod store;
 mod time;
@@ -32,8 +37,9 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 
-pub use engine::Models;
-pub use input::{FetchPolicy, InputError, is_internal, load};
+pub use conn::ConnectionLimits;
+pub use input::{FetchPolicy, InputError, UNREACHABLE, is_internal, load};
+pub use models::{DEFAULT_MODEL_MEMORY_GIB, Loaded, ModelError, ModelPolicy, Models};
 pub use routes::APP;
 pub use webhook::WebhookPolicy;
 
@@ -67,6 +73,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Where accepted requests are persisted (none: in memory only).
     pub data_dir: Option<PathBuf>,
+    /// Connection count and timeouts.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +93,7 @@ impl Default for ServerConfig {
             webhooks: WebhookPolicy::default(),
             max_body_bytes: 64 << 20,
             data_dir: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -108,6 +117,9 @@ pub enum ServerError {
         /// The error.
         source: std::io::Error,
     },
+    /// An `--allow-fetch-host` entry is neither `host:port` nor a host.
+    #[error("allow-list entry '{0}' is neither host:port nor a host")]
+    AllowList(String),
     /// The certificate or key cannot be read.
     #[error("TLS certificate {cert} / key {key}: {source}")]
     Tls {
@@ -142,6 +154,9 @@ async fn add_request_id(mut response: Response) -> Response {
 impl Server {
     /// Starts workers on `models` and serves the API; returns once listening.
     pub async fn start(config: ServerConfig, models: Models) -> Result<Self, ServerError> {
+        if let Some(entry) = config.fetch.invalid_allow_hosts().into_iter().next() {
+            return Err(ServerError::AllowList(entry));
+        }
         let listener =
             std::net::TcpListener::bind(config.bind).map_err(|source| ServerError::Bind {
                 addr: config.bind,
@@ -175,8 +190,12 @@ impl Server {
             })?),
             None => None,
         };
+        let salt = store
+            .as_ref()
+            .map_or_else(keys::random_salt, store::Store::salt);
+        let keys = Arc::new(keys::Keys::new(salt, &config.api_keys));
         let jobs = Arc::new(jobs::Jobs::new(config.queue_capacity, store));
-        let (completed, requeued) = jobs.restore();
+        let (completed, requeued) = jobs.restore(&keys);
         if completed + requeued > 0 {
             tracing::info!(completed, requeued, "restored the requests of the last run");
         }
@@ -186,12 +205,25 @@ impl Server {
             retention: config.retention,
         });
         let metrics = Arc::new(metrics::Metrics::default());
+        let runtime = tokio::runtime::Handle::current();
+        let prefetcher = Arc::new(prefetch::Prefetcher::new(
+            jobs.clone(),
+            config.fetch.clone(),
+            runtime.clone(),
+        ));
+        for (id, input) in jobs.to_fetch() {
+            prefetcher.schedule(id, input);
+        }
         let context = Arc::new(engine::Context {
             models,
             jobs: jobs.clone(),
             files: files.clone(),
             fetch: config.fetch.clone(),
-            webhooks: config.webhooks.clone(),
+            webhooks: webhook::Deliveries::new(
+                config.webhooks.clone(),
+                config.fetch.clone(),
+                runtime,
+            ),
             metrics: metrics.clone(),
             max_batch: config.max_batch,
         });
@@ -209,8 +241,12 @@ impl Server {
             files: files.clone(),
             fetch: config.fetch.clone(),
             metrics,
-            api_keys: config.api_keys.clone(),
+            keys,
             public_url: public_url.clone(),
+            max_body_bytes: config.max_body_bytes,
+            body_timeout: config.connections.body_timeout,
+            refused_body_drain: config.connections.refused_body_drain,
+            prefetcher,
         });
         let app = router(state, config.max_body_bytes);
         // Results (files and completed requests) are forgotten after the retention time.
@@ -232,6 +268,19 @@ impl Server {
             }
         });
         let handle = axum_server::Handle::new();
+        let limits = config.connections.clone();
+        let limit = conn::LimitAcceptor::new(limits.max_connections);
+        let mut server = axum_server::from_tcp(listener)
+            .map_err(|source| ServerError::Bind { addr, source })?
+            .handle(handle.clone())
+            .first_request_timeout(limits.header_timeout)
+            .accept_error_handler(|peer, e| tracing::debug!(?peer, "connection not served: {e}"));
+        // hyper's header timer starts as soon as a kept-alive connection waits for its next
+        // request, so it is the idle timeout of those connections.
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(Some(limits.idle_timeout));
         let serving = match &config.tls {
             Some((cert, key)) => {
                 let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -241,9 +290,10 @@ impl Server {
                         key: key.clone(),
                         source,
                     })?;
-                let server = axum_server::from_tcp_rustls(listener, tls)
-                    .map_err(|source| ServerError::Bind { addr, source })?
-                    .handle(handle.clone());
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                    .handshake_timeout(limits.header_timeout)
+                    .acceptor(limit);
+                let server = server.acceptor(acceptor);
                 tokio::spawn(async move {
                     if let Err(e) = server.serve(app.into_make_service()).await {
                         tracing::error!("server stopped: {e}");
@@ -251,9 +301,7 @@ impl Server {
                 })
             }
             None => {
-                let server = axum_server::from_tcp(listener)
-                    .map_err(|source| ServerError::Bind { addr, source })?
-                    .handle(handle.clone());
+                let server = server.acceptor(limit);
                 tokio::spawn(async move {
                     if let Err(e) = server.serve(app.into_make_service()).await {
                         tracing::error!("server stopped: {e}");
@@ -283,31 +331,57 @@ impl Server {
         &self.public_url
     }
 
-    /// Stops taking requests and stops serving. With a data folder, unfinished requests are
-    /// interrupted and kept there for the next start; without one, they are finished first.
-    pub async fn shutdown(self) {
-        let mode = if self.jobs.persistent() {
-            Stop::Suspend
+    /// Stops taking requests (503) and lets the running ones finish within `grace`, serving
+    /// status and result requests meanwhile; then stops serving. With a data folder the queued
+    /// requests wait on disk for the next start, and requests still running when `grace` ends
+    /// are interrupted and kept there too. Without one, queued requests keep running until
+    /// `grace` ends, and those left then are cancelled.
+    pub async fn shutdown(self, grace: Duration) {
+        let keep = self.jobs.persistent();
+        self.jobs.drain(keep);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let changed = self.jobs.changed();
+            let (queued, running) = self.jobs.depth();
+            if running == 0 && (keep || queued == 0) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                break;
+            }
+        }
+        let (queued, running) = self.jobs.depth();
+        if keep {
+            if queued + running > 0 {
+                tracing::info!(
+                    queued,
+                    running,
+                    "unfinished requests are kept for the next start"
+                );
+            }
+            self.jobs.suspend();
         } else {
-            Stop::Finish
-        };
-        self.stop(mode).await;
+            if queued + running > 0 {
+                tracing::warn!(
+                    queued,
+                    running,
+                    "cancelling the requests left after the grace period"
+                );
+            }
+            self.jobs.cancel_all();
+            self.jobs.close();
+        }
+        self.stop().await;
     }
 
     /// Stops taking requests, cancels the queued and running ones, then stops serving.
     pub async fn abort(self) {
-        self.stop(Stop::Cancel).await;
+        self.jobs.cancel_all();
+        self.jobs.close();
+        self.stop().await;
     }
 
-    async fn stop(self, mode: Stop) {
-        match mode {
-            Stop::Finish => self.jobs.close(),
-            Stop::Suspend => self.jobs.suspend(),
-            Stop::Cancel => {
-                self.jobs.cancel_all();
-                self.jobs.close();
-            }
-        }
+    async fn stop(self) {
         let workers = self.workers;
         let _ = tokio::task::spawn_blocking(move || {
             for worker in workers {
@@ -315,16 +389,9 @@ impl Server {
             }
         })
         .await;
-        self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        self.handle.graceful_shutdown(Some(Duration::from_secs(2)));
         let _ = self.serving.await;
     }
-}
-
-/// What happens to unfinished requests when the server stops.
-enum Stop {
-    Finish,
-    Suspend,
-    Cancel,
 }
 
 fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
@@ -338,6 +405,8 @@ fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
             false,
         ),
         (401, "a valid API key is required", false),
+        (408, "the body did not arrive in time", false),
+        (413, "the body is too large", false),
         (422, "invalid input: detail lists {loc, msg, type}", false),
         (429, "the queue is full", false),
     ];
@@ -350,6 +419,8 @@ fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
             responses: &[
                 (200, "the output", true),
                 (401, "a valid API key is required", false),
+                (408, "the body did not arrive in time", false),
+                (413, "the body is too large", false),
                 (422, "invalid input: detail lists {loc, msg, type}", false),
                 (429, "the queue is full", false),
             ],
@@ -427,7 +498,14 @@ fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
             path: "/health".into(),
             summary: "Liveness and queue depth",
             takes_input: false,
-            responses: &[(200, "ok", false)],
+            responses: &[
+                (200, "ok", false),
+                (
+                    503,
+                    "the data or results folder cannot be written: reason",
+                    false,
+                ),
+            ],
             handler: get(routes::health),
         },
         openapi::Route {

@@ -61,8 +61,8 @@ pub fn document<S>(routes: &[Route<S>]) -> Value {
         "paths": paths,
         "components": {
             "schemas": {
-                "Input": faceid_pipeline::fal::input_schema(),
-                "Output": faceid_pipeline::fal::output_schema(),
+                "Input": faceid_fal::input_schema(),
+                "Output": faceid_fal::output_schema(),
             },
             "securitySchemes": {
                 "key": {"type": "apiKey", "in": "header", "name": "Authorization", "description": "`Key <key>`, when the server has keys"},

@@ -65,6 +65,20 @@ impl Files {
         }))
     }
 
+    /// Whether a file can be written in the results folder now: `Err` says why not.
+    pub fn probe(&self) -> Result<(), String> {
+        let probe = self.dir.join(format!(".probe-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(&probe, b"ok"))
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                format!(
+                    "the results folder {} cannot be written: {e}",
+                    self.dir.display()
+                )
+            })
+    }
+
     /// The path of a served file, if the name is one this server writes.
     pub fn path(&self, name: &str) -> Option<PathBuf> {
         let safe = name.ends_with(".png")
@@ -75,7 +89,8 @@ impl Files {
         safe.then(|| self.dir.join(name))
     }
 
-    /// Deletes files older than the retention time; returns how many.
+    /// Deletes the files this server wrote (see [`is_result_name`]) that are older than the
+    /// retention time; other files in the folder are left alone. Returns how many.
     pub fn sweep(&self) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return 0;
@@ -83,6 +98,11 @@ impl Files {
         let now = SystemTime::now();
         let mut removed = 0;
         for entry in entries.flatten() {
+            let ours = entry.file_name().to_str().is_some_and(is_result_name)
+                && entry.file_type().is_ok_and(|t| t.is_file());
+            if !ours {
+                continue;
+            }
             let old = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -95,4 +115,35 @@ impl Files {
         }
         removed
     }
+}
+
+/// Whether a file name is one [`Files::store`] writes: `<request id>.png`,
+/// `<request id>-<n>.png`, or their temporary `.<name>.tmp`, the id being a UUID.
+pub fn is_result_name(name: &str) -> bool {
+    let name = match name.strip_prefix('.') {
+        Some(hidden) => match hidden.strip_suffix(".tmp") {
+            Some(inner) => inner,
+            None => return false,
+        },
+        None => name,
+    };
+    let Some(stem) = name.strip_suffix(".png") else {
+        return false;
+    };
+    let (id, sample) = match stem.get(36..) {
+        Some("") => (stem, None),
+        Some(rest) => match rest.strip_prefix('-') {
+            Some(n) => (&stem[..36], Some(n)),
+            None => return false,
+        },
+        None => return false,
+    };
+    let uuid = id.len() == 36
+        && id.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+    let sample_ok = sample
+        .is_none_or(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()));
+    uuid && sample_ok
 }

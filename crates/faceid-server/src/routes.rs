@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use faceid_pipeline::fal::{FalRequest, FieldError};
+use faceid_fal::{FalRequest, FieldError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::input::FetchPolicy;
-use crate::jobs::{Cancelled, Job, Jobs, Rejected, Stage};
+use crate::jobs::{Cancelled, Input, Job, Jobs, Rejected, Stage};
 use crate::metrics::Metrics;
 use crate::output::Files;
 
@@ -33,10 +33,51 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The URL policy (webhook hosts are checked against it).
     pub fetch: FetchPolicy,
-    /// Accepted API keys; empty means no authentication.
-    pub api_keys: Vec<String>,
+    /// Accepted API keys; none means no authentication.
+    pub keys: Arc<crate::keys::Keys>,
     /// The public base URL.
     pub public_url: String,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Time a request body has to arrive in full.
+    pub body_timeout: std::time::Duration,
+    /// Largest body of an unauthorized request that is read (and dropped) so that its client
+    /// sees the 401; larger ones are not read at all.
+    pub refused_body_drain: usize,
+    /// Fetches the URLs of accepted requests.
+    pub prefetcher: Arc<crate::prefetch::Prefetcher>,
+}
+
+impl AppState {
+    /// Cancels a request, counting a queued one as finished (cancelled) at once; a running one
+    /// is counted when it stops.
+    fn cancel(&self, id: &str, owner: Option<&str>) -> Cancelled {
+        let cancelled = self.jobs.cancel(id, owner);
+        if cancelled == Cancelled::Dequeued {
+            self.metrics.finished(None, 0.0);
+        }
+        cancelled
+    }
+}
+
+/// Cancels a run-and-wait request when its client goes away (the handler is dropped with the
+/// connection) before the output is sent.
+struct CancelOnDrop {
+    state: Arc<AppState>,
+    id: String,
+    owner: Option<String>,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let cancelled = self.state.cancel(&self.id, self.owner.as_deref());
+            if matches!(cancelled, Cancelled::Requested | Cancelled::Dequeued) {
+                tracing::info!(request_id = %self.id, "the client went away: request cancelled");
+            }
+        }
+    }
 }
 
 type Shared = State<Arc<AppState>>;
@@ -61,17 +102,17 @@ fn new_id() -> String {
 /// The caller's key: `Ok(None)` without keys configured, `Err` (401) when a key is needed and
 /// missing or wrong.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, Response> {
-    if state.api_keys.is_empty() {
+    if state.keys.is_open() {
         return Ok(None);
     }
+    // fal's scheme only: `Key <key>`, the key exactly as issued.
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Key ").or_else(|| v.strip_prefix("Bearer ")))
-        .map(str::trim);
-    match given {
-        Some(key) if state.api_keys.iter().any(|k| k == key) => Ok(Some(key.to_string())),
-        Some(_) => Err(detail(
+        .and_then(|v| v.strip_prefix("Key "));
+    match given.map(|key| state.keys.check(key)) {
+        Some(Some(owner)) => Ok(Some(owner)),
+        Some(None) => Err(detail(
             StatusCode::UNAUTHORIZED,
             "the API key is not valid for this server",
             &new_id(),
@@ -82,6 +123,96 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, Re
             &new_id(),
         )),
     }
+}
+
+/// Reads a request body (only once its sender is authorized): at most `max_body_bytes`
+/// (413 beyond, refused from `Content-Length` before anything is read) within the body
+/// timeout (408 after).
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    use futures_util::StreamExt;
+    let limit = state.max_body_bytes;
+    let too_large = || {
+        detail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than the {limit} bytes this server accepts"),
+            &new_id(),
+        )
+    };
+    let declared = content_length(headers);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut collected = Vec::with_capacity(declared.unwrap_or(0).min(1 << 20) as usize);
+    let mut stream = body.into_data_stream();
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| {
+                detail(
+                    StatusCode::BAD_REQUEST,
+                    "the body could not be read",
+                    &new_id(),
+                )
+            })?;
+            if collected.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            collected.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    let outcome = tokio::time::timeout(state.body_timeout, read).await;
+    match outcome {
+        Ok(Ok(())) => Ok(Bytes::from(collected)),
+        Ok(Err(response)) => Err(response),
+        Err(_) => Err(detail(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the body did not arrive within {} s",
+                state.body_timeout.as_secs_f64()
+            ),
+            &new_id(),
+        )),
+    }
+}
+
+/// The declared length of a body.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Answers an unauthorized request that carries a body. A body of at most
+/// `refused_body_drain` bytes is read and dropped as it arrives (never kept), within the body
+/// timeout, so that the client sees the answer rather than a reset connection; a larger one is
+/// not read at all. The connection is closed after the answer.
+async fn refuse(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    mut response: Response,
+) -> Response {
+    use futures_util::StreamExt;
+    let drain = state.refused_body_drain;
+    if drain > 0 && content_length(headers).is_none_or(|n| n <= drain as u64) {
+        let mut stream = body.into_data_stream();
+        let discard = async {
+            let mut seen = 0;
+            while let Some(Ok(chunk)) = stream.next().await {
+                seen += chunk.len();
+                if seen > drain {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(state.body_timeout, discard).await;
+    }
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// Parses and validates the input; a 422 in fal's shape otherwise.
@@ -101,7 +232,7 @@ fn parse_input(body: &Bytes) -> Result<(FalRequest, bool, Value), Response> {
             msg: format!(
                 "model type '{}' is not supported by this server yet (supported: {})",
                 input.model_type.name(),
-                faceid_pipeline::fal::ModelType::generating().join(", ")
+                faceid_fal::ModelType::generating().join(", ")
             ),
             kind: "not_supported".into(),
         };
@@ -137,11 +268,11 @@ fn enqueue(
     webhook: Option<String>,
 ) -> Result<(String, usize), Response> {
     let id = new_id();
+    let fetch = crate::input::needs_fetch(&input).then(|| input.clone());
     let job = Job {
         id: id.clone(),
         owner,
-        input,
-        raw_input,
+        input: Some(Box::new(Input::new(input, raw_input))),
         seq: 0,
         inline_images,
         webhook,
@@ -152,6 +283,9 @@ fn enqueue(
     match state.jobs.submit(job) {
         Ok(position) => {
             state.metrics.accepted();
+            if let Some(input) = fetch {
+                state.prefetcher.schedule(id.clone(), input);
+            }
             Ok((id, position))
         }
         Err(Rejected::QueueFull { capacity }) => {
@@ -176,9 +310,13 @@ fn enqueue(
 }
 
 /// `POST /fal-ai/ip-adapter-face-id`: run and wait for the output.
-pub async fn run_sync(State(state): Shared, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn run_sync(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
     let owner = match authorize(&state, &headers) {
         Ok(owner) => owner,
+        Err(response) => return refuse(&state, &headers, body, response).await,
+    };
+    let body = match read_body(&state, &headers, body).await {
+        Ok(body) => body,
         Err(response) => return response,
     };
     let parsed = match parse_input(&body) {
@@ -189,9 +327,16 @@ pub async fn run_sync(State(state): Shared, headers: HeaderMap, body: Bytes) -> 
         Ok(accepted) => accepted,
         Err(response) => return response,
     };
+    let mut guard = CancelOnDrop {
+        state: state.clone(),
+        id: id.clone(),
+        owner: owner.clone(),
+        armed: true,
+    };
     loop {
         let changed = state.jobs.changed();
         if let Some(Some(outcome)) = state.jobs.outcome(&id, owner.as_deref()) {
+            guard.armed = false;
             let status = StatusCode::from_u16(outcome.status_code)
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return reply(status, outcome.body, &id);
@@ -220,10 +365,14 @@ pub async fn submit(
     State(state): Shared,
     Query(query): Query<SubmitQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let owner = match authorize(&state, &headers) {
         Ok(owner) => owner,
+        Err(response) => return refuse(&state, &headers, body, response).await,
+    };
+    let body = match read_body(&state, &headers, body).await {
+        Ok(body) => body,
         Err(response) => return response,
     };
     let parsed = match parse_input(&body) {
@@ -389,8 +538,10 @@ pub async fn cancel(State(state): Shared, Path(id): Path<String>, headers: Heade
         Ok(owner) => owner,
         Err(response) => return response,
     };
-    let (code, status) = match state.jobs.cancel(&id, owner.as_deref()) {
-        Cancelled::Requested => (StatusCode::ACCEPTED, "CANCELLATION_REQUESTED"),
+    let (code, status) = match state.cancel(&id, owner.as_deref()) {
+        Cancelled::Requested | Cancelled::Dequeued => {
+            (StatusCode::ACCEPTED, "CANCELLATION_REQUESTED")
+        }
         Cancelled::AlreadyCompleted => (StatusCode::BAD_REQUEST, "ALREADY_COMPLETED"),
         Cancelled::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
     };
@@ -419,14 +570,29 @@ pub async fn file(State(state): Shared, Path(name): Path<String>) -> Response {
     }
 }
 
-/// `GET /health`.
+/// `GET /health`: 200 with the queue depth, or 503 with the reason when the data folder or
+/// the results folder cannot be written.
 pub async fn health(State(state): Shared) -> Response {
     let (queued, running) = state.jobs.depth();
-    reply(
-        StatusCode::OK,
-        json!({"status": "ok", "queued": queued, "running": running}),
-        &new_id(),
-    )
+    let probe = state.clone();
+    let problem = tokio::task::spawn_blocking(move || {
+        let data = probe.jobs.probe_storage().and_then(Result::err);
+        data.or_else(|| probe.files.probe().err())
+    })
+    .await
+    .unwrap_or_else(|e| Some(format!("the storage check failed: {e}")));
+    match problem {
+        None => reply(
+            StatusCode::OK,
+            json!({"status": "ok", "queued": queued, "running": running}),
+            &new_id(),
+        ),
+        Some(reason) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "reason": reason, "queued": queued, "running": running}),
+            &new_id(),
+        ),
+    }
 }
 
 /// `GET /metrics`: Prometheus text.

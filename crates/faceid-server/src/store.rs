@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 
 use crate::jobs::{LogItem, Outcome};
+use crate::keys::{SALT_LEN, random_salt};
 
 /// A request as stored.
 #[derive(Debug, Clone)]
@@ -17,8 +18,10 @@ pub struct Record {
     pub id: String,
     /// Acceptance order.
     pub seq: u64,
-    /// The submitting key.
+    /// The owner id (HMAC of the submitting key, see `keys`).
     pub owner: Option<String>,
+    /// A key stored in plain text by an earlier version (hashed and rewritten on restore).
+    pub legacy_owner: Option<String>,
     /// The input as received.
     pub input: Value,
     /// `sync_mode`.
@@ -31,9 +34,42 @@ pub struct Record {
     pub logs: Vec<LogItem>,
 }
 
-/// The folder of request files.
+/// The folder of request files. Every file in it is created readable by the owner only
+/// (0600), and the folder itself, when created here, 0700.
 pub struct Store {
     dir: PathBuf,
+    salt: [u8; SALT_LEN],
+}
+
+/// The file holding the salt of the owner ids.
+const SALT_FILE: &str = "key-salt";
+
+/// Creates `path` for writing, readable by the owner only.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Writes `bytes` to `path` durably: a temporary file beside it, synced, renamed into place; the
+/// temporary file is removed if anything fails.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let written = (|| {
+        let mut file = create_private(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn time_to_json(t: SystemTime) -> f64 {
@@ -47,12 +83,64 @@ fn time_from_json(v: &Value) -> SystemTime {
 }
 
 impl Store {
-    /// Opens (creating) the folder.
+    /// Opens (creating) the folder, removes temporary files left by an interrupted write, and
+    /// reads (creating) the salt of the owner ids.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            if is_file && name.to_string_lossy().ends_with(".tmp") {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        tracing::info!(path = %entry.path().display(), "removed an unfinished write")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %entry.path().display(), "cannot remove an unfinished write: {e}")
+                    }
+                }
+            }
+        }
+        let salt_path = dir.join(SALT_FILE);
+        let salt = match std::fs::read(&salt_path) {
+            Ok(bytes) => <[u8; SALT_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not {SALT_LEN} bytes", salt_path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let salt = random_salt();
+                write_durably(&salt_path, &salt)?;
+                salt
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Self {
             dir: dir.to_owned(),
+            salt,
         })
+    }
+
+    /// The salt of the owner ids.
+    pub fn salt(&self) -> [u8; SALT_LEN] {
+        self.salt
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether a file can be written in the folder now: `Err` says why not.
+    pub fn probe(&self) -> std::io::Result<()> {
+        let probe = self.dir.join(format!(".probe-{}", uuid::Uuid::new_v4()));
+        write_durably(&probe, b"ok")?;
+        std::fs::remove_file(probe)
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -78,27 +166,22 @@ impl Store {
         let value = json!({
             "id": record.id,
             "seq": record.seq,
-            "owner": record.owner,
+            "owner_hmac": record.owner,
             "input": record.input,
             "inline_images": record.inline_images,
             "webhook": record.webhook,
             "outcome": outcome,
             "logs": logs,
         });
-        let path = self.path(&record.id);
-        let tmp = path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(value.to_string().as_bytes())?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)
+        write_durably(&self.path(&record.id), value.to_string().as_bytes())
     }
 
     /// Deletes a record.
-    pub fn remove(&self, id: &str) {
-        let _ = std::fs::remove_file(self.path(id));
+    pub fn remove(&self, id: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Every stored record, in acceptance order; unreadable files are skipped with a warning.
@@ -163,7 +246,8 @@ fn parse(v: &Value) -> Option<Record> {
     Some(Record {
         id: v["id"].as_str()?.to_string(),
         seq: v["seq"].as_u64()?,
-        owner: v["owner"].as_str().map(str::to_string),
+        owner: v["owner_hmac"].as_str().map(str::to_string),
+        legacy_owner: v["owner"].as_str().map(str::to_string),
         input: v["input"].clone(),
         inline_images: v["inline_images"].as_bool().unwrap_or(false),
         webhook: v["webhook"].as_str().map(str::to_string),

@@ -4,10 +4,12 @@
 #![deny(missing_docs)]
 
 mod blocks;
+mod conditioning;
 mod config;
 mod model;
 mod transformer;
 
+pub use conditioning::{Conditioning, TextTime};
 pub use config::{BlockType, UNetConfig};
 pub use model::{UNet2DConditionModel, UNetError};
 

@@ -12,6 +12,7 @@ use faceid_core::{ConfigError, Device, Precision, WeightError, Weights};
 
 use crate::Context;
 use crate::blocks::{BlockShape, DownBlock, MidBlock, ResnetShape, UpBlock};
+use crate::conditioning::Conditioning;
 use crate::config::UNetConfig;
 use crate::transformer::TransformerShape;
 use faceid_blocks::Attention;
@@ -216,25 +217,15 @@ impl UNet2DConditionModel {
     }
 
     /// Predicts the noise (or v) of `sample` (`[batch, in_channels, h, w]`) at `timestep`,
-    /// conditioned on `context` (`[batch, tokens, cross_attention_dim]`). The inputs are
-    /// converted to the model's precision; the prediction comes back in `sample`'s.
+    /// conditioned on `conditioning` (text tokens `[batch, tokens, cross_attention_dim]`, and
+    /// IP-Adapter image tokens for the attention layers that have an image branch installed).
+    /// The inputs are converted to the model's precision; the prediction comes back in
+    /// `sample`'s.
     pub fn forward(
         &self,
         sample: Tensor<4>,
         timestep: f32,
-        context: &Tensor<3>,
-    ) -> Result<Tensor<4>, UNetError> {
-        self.forward_with_image(sample, timestep, context, None)
-    }
-
-    /// [`UNet2DConditionModel::forward`] with IP-Adapter image tokens (`[batch, tokens, dim]`)
-    /// for the attention layers that have an image branch installed.
-    pub fn forward_with_image(
-        &self,
-        sample: Tensor<4>,
-        timestep: f32,
-        context: &Tensor<3>,
-        image: Option<&Tensor<3>>,
+        conditioning: &Conditioning,
     ) -> Result<Tensor<4>, UNetError> {
         let [batch, channels, h, w] = sample.dims();
         if channels != self.config.in_channels || h == 0 || w == 0 {
@@ -245,27 +236,15 @@ impl UNet2DConditionModel {
             });
         }
         let context_dim = self.config.cross_attention_dim.expand(1)[0];
-        let [cb, _, cd] = context.dims();
+        let [cb, _, cd] = conditioning.text.dims();
         if cb != batch || cd != context_dim {
             return Err(UNetError::Input {
                 input: "encoder_hidden_states",
-                found: context.dims().to_vec(),
+                found: conditioning.text.dims().to_vec(),
                 expected: format!("[{batch}, tokens, {context_dim}]"),
             });
         }
-        let device = sample.device();
-        let (out_dtype, dtype) = (sample.dtype(), self.precision().dtype());
-        let sample = sample.cast(dtype);
-        let context = &context.clone().cast(dtype);
-        let image = image.map(|tokens| tokens.clone().cast(dtype));
-        let image = image.as_ref();
-        // Built in f32 like torch's, then converted as diffusers does (`t_emb.to(sample.dtype)`).
-        let t_emb = self
-            .timestep_embedding(timestep, batch, &device)
-            .cast(dtype);
-        let temb = self.linear_2.forward(silu(self.linear_1.forward(t_emb)));
-
-        if let Some(tokens) = image {
+        if let Some(tokens) = &conditioning.image {
             if tokens.dims()[0] != batch {
                 return Err(UNetError::Input {
                     input: "image_tokens",
@@ -274,6 +253,25 @@ impl UNet2DConditionModel {
                 });
             }
         }
+        if let Some(added) = &conditioning.text_time {
+            return Err(UNetError::Input {
+                input: "added_cond_kwargs",
+                found: added.text_embeds.dims().to_vec(),
+                expected: "none: this UNet's config has no `addition_embed_type`".into(),
+            });
+        }
+        let device = sample.device();
+        let (out_dtype, dtype) = (sample.dtype(), self.precision().dtype());
+        let sample = sample.cast(dtype);
+        let context = &conditioning.text.clone().cast(dtype);
+        let image = conditioning.image.clone().map(|tokens| tokens.cast(dtype));
+        let image = image.as_ref();
+        // Built in f32 like torch's, then converted as diffusers does (`t_emb.to(sample.dtype)`).
+        let t_emb = self
+            .timestep_embedding(timestep, batch, &device)
+            .cast(dtype);
+        let temb = self.linear_2.forward(silu(self.linear_1.forward(t_emb)));
+
         let context = Context {
             text: context,
             image,

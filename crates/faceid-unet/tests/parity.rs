@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use faceid_core::Device;
 use faceid_core::testing::{max_abs_diff, read_reference};
-use faceid_unet::UNet2DConditionModel;
+use faceid_unet::{Conditioning, UNet2DConditionModel};
 
 fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/sd")
@@ -21,7 +21,9 @@ fn check(device: &Device) {
             let sample = get("sample").to_tensor::<4>(device);
             let context = get("encoder_hidden_states").to_tensor::<3>(device);
             let t = get("timestep").data[0];
-            let out = unet.forward(sample, t, &context).unwrap();
+            let out = unet
+                .forward(sample, t, &Conditioning::text(context))
+                .unwrap();
             let err = max_abs_diff(out, &get("out"));
             assert!(err < 1e-4, "{model} {case}: UNet max abs error {err}");
         }
@@ -46,9 +48,13 @@ fn host_kernels_agree_with_burns_on_larger_latents() {
     let sample = faceid_core::Tensor::<4>::random([2, 4, 32, 32], normal, &device);
     let width = unet.config().cross_attention_dim.expand(1)[0];
     let context = faceid_core::Tensor::<3>::random([2, 7, width], normal, &device);
-    let fast = unet.forward(sample.clone(), 501.0, &context).unwrap();
+    let fast = unet
+        .forward(sample.clone(), 501.0, &Conditioning::text(context.clone()))
+        .unwrap();
     faceid_core::host::set_enabled(false);
-    let plain = unet.forward(sample, 501.0, &context).unwrap();
+    let plain = unet
+        .forward(sample, 501.0, &Conditioning::text(context))
+        .unwrap();
     faceid_core::host::set_enabled(true);
     let err: f32 = (fast - plain).abs().max().into_scalar();
     assert!(err < 1e-4, "max abs difference {err}");
@@ -60,11 +66,15 @@ fn unet_rejects_wrong_input_shapes() {
     let unet = UNet2DConditionModel::from_dir(&data().join("tiny-a/unet"), &device).unwrap();
     let sample = faceid_core::Tensor::<4>::zeros([1, 3, 8, 8], &device);
     let context = faceid_core::Tensor::<3>::zeros([1, 77, 32], &device);
-    let err = unet.forward(sample, 1.0, &context).unwrap_err();
+    let err = unet
+        .forward(sample, 1.0, &Conditioning::text(context))
+        .unwrap_err();
     assert!(err.to_string().contains("sample"), "{err}");
     let sample = faceid_core::Tensor::<4>::zeros([1, 4, 8, 8], &device);
     let context = faceid_core::Tensor::<3>::zeros([1, 77, 16], &device);
-    let err = unet.forward(sample, 1.0, &context).unwrap_err();
+    let err = unet
+        .forward(sample, 1.0, &Conditioning::text(context))
+        .unwrap_err();
     assert!(err.to_string().contains("encoder_hidden_states"), "{err}");
 }
 

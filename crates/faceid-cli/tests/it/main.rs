@@ -2,4 +2,5 @@
 
 mod generate;
 mod hub;
+mod plus;
 mod serve;

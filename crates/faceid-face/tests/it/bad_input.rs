@@ -1,201 +1,18 @@
-//! Bad input gets a clear error, never a panic: corrupt, truncated, empty, extreme and bomb
-//! images; unsafe or oversized archives; model files of the wrong kind.
+//! Unsafe or oversized archives get a clear error, never a panic; archives are read one image
+//! at a time.
 
 use std::io::{Cursor, Write};
 
-use crate::common::{fixture, photo};
-use burn::tensor::Device;
 use faceid_face::{
-    AttemptOutcome, DetectOptions, Detector, FaceError, FaceImage, ImageLimits, Recognizer,
-    ZipLimits, read_zip,
+    FaceError, ImageLimit, ImageLimits, ZipImages, ZipLimits, for_each_zip_image, read_zip,
 };
 use image::{ImageFormat, RgbImage};
 use zip::write::SimpleFileOptions;
-
-fn decode(bytes: &[u8]) -> Result<FaceImage, FaceError> {
-    FaceImage::from_bytes("test", bytes, &ImageLimits::default())
-}
 
 fn encode(image: image::DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     image.write_to(&mut out, format).unwrap();
     out.into_inner()
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A PNG that declares `width` x `height` RGB pixels and carries no pixel data.
-fn png_header(width: u32, height: u32) -> Vec<u8> {
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = b"IHDR".to_vec();
-    chunk.extend(width.to_be_bytes());
-    chunk.extend(height.to_be_bytes());
-    chunk.extend([8, 2, 0, 0, 0]);
-    png.extend(13u32.to_be_bytes());
-    png.extend(&chunk);
-    png.extend(crc32(&chunk).to_be_bytes());
-    png
-}
-
-#[test]
-fn corrupt_and_truncated_images_are_decode_errors() {
-    let png = std::fs::read(photo("astronaut.png")).unwrap();
-    let jpeg = std::fs::read(photo("obama.jpg")).unwrap();
-    for bytes in [
-        &b""[..],
-        b"not an image at all",
-        &[0u8; 100],
-        &png[..png.len() / 3],
-        &png[..40],
-    ] {
-        assert!(
-            matches!(decode(bytes), Err(FaceError::Decode { .. })),
-            "{} bytes",
-            bytes.len()
-        );
-    }
-    // A truncated JPEG may decode to a grey-filled image or fail; it must do one of the two.
-    for cut in [200, jpeg.len() / 2] {
-        match decode(&jpeg[..cut]) {
-            Ok(image) => assert_eq!((image.width(), image.height()), (910, 1137)),
-            Err(FaceError::Decode { .. }) => {}
-            Err(other) => panic!("unexpected error {other}"),
-        }
-    }
-}
-
-#[test]
-fn empty_images_are_refused() {
-    assert!(matches!(
-        FaceImage::from_rgb("empty", RgbImage::new(0, 0)),
-        Err(FaceError::EmptyImage { .. })
-    ));
-    assert!(decode(&png_header(0, 0)).is_err());
-}
-
-#[test]
-fn decompression_bombs_are_stopped_by_the_limits() {
-    // Over the dimension limit, and within it but over the allocation limit.
-    for (w, h) in [(100_000, 100_000), (20_000, 20_000), (1, 4_000_000)] {
-        let err = decode(&png_header(w, h)).unwrap_err();
-        assert!(matches!(err, FaceError::Decode { .. }), "{w}x{h}: {err}");
-    }
-    let tight = ImageLimits {
-        max_width: 100,
-        max_height: 100,
-        max_alloc: 1 << 20,
-    };
-    let err = FaceImage::open(photo("astronaut.png"), &tight).unwrap_err();
-    assert!(err.to_string().contains("astronaut.png"), "{err}");
-}
-
-#[test]
-fn very_thin_image_reports_every_attempt() {
-    let detector = Detector::retinaface(&Device::flex()).unwrap();
-    let image = FaceImage::from_rgb("thin.png", RgbImage::new(1, 20_000)).unwrap();
-    match detector.detect(&image, &DetectOptions::default()) {
-        Err(FaceError::NoFace { image, attempts }) => {
-            assert_eq!(image, "thin.png");
-            assert_eq!(attempts.len(), 8);
-            assert!(
-                attempts
-                    .iter()
-                    .all(|a| a.outcome == AttemptOutcome::ImageTooThin)
-            );
-        }
-        other => panic!("expected NoFace, got {other:?}"),
-    }
-}
-
-#[test]
-fn no_face_error_names_the_image_and_attempts() {
-    let detector = Detector::retinaface(&Device::flex()).unwrap();
-    let image = FaceImage::from_rgb(
-        "grey.png",
-        RgbImage::from_pixel(80, 60, image::Rgb([128; 3])),
-    )
-    .unwrap();
-    let options = DetectOptions {
-        det_size: 384,
-        ..DetectOptions::default()
-    };
-    let err = detector.detect(&image, &options).unwrap_err();
-    let message = err.to_string();
-    assert!(message.contains("grey.png"), "{message}");
-    assert!(
-        message.contains("det_size 384") && message.contains("det_size 320"),
-        "{message}"
-    );
-    assert!(message.contains("50% padding"), "{message}");
-}
-
-#[test]
-fn bad_detect_options_are_refused() {
-    let detector = Detector::retinaface(&Device::flex()).unwrap();
-    let image = FaceImage::from_rgb("x", RgbImage::new(8, 8)).unwrap();
-    for options in [
-        DetectOptions {
-            det_size: 100,
-            ..DetectOptions::default()
-        },
-        DetectOptions {
-            det_size: 0,
-            ..DetectOptions::default()
-        },
-        DetectOptions {
-            score_threshold: f32::NAN,
-            ..DetectOptions::default()
-        },
-    ] {
-        assert!(matches!(
-            detector.detect(&image, &options),
-            Err(FaceError::InvalidOption(_))
-        ));
-    }
-}
-
-#[test]
-fn exif_orientation_grey_and_alpha_are_honoured() {
-    // A 40x20 JPEG with an EXIF orientation of 6 (rotate 90 degrees clockwise) reads as 20x40.
-    let jpeg = encode(
-        RgbImage::from_pixel(40, 20, image::Rgb([200, 10, 10])).into(),
-        ImageFormat::Jpeg,
-    );
-    let mut tiff = b"II*\0\x08\0\0\0\x01\0".to_vec();
-    tiff.extend([0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0]);
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend(tiff);
-    let mut rotated = jpeg[..2].to_vec();
-    rotated.extend([0xff, 0xe1]);
-    rotated.extend(((app1.len() + 2) as u16).to_be_bytes());
-    rotated.extend(app1);
-    rotated.extend(&jpeg[2..]);
-    let image = decode(&rotated).unwrap();
-    assert_eq!((image.width(), image.height()), (20, 40));
-
-    let grey = encode(
-        image::GrayImage::from_pixel(4, 3, image::Luma([77])).into(),
-        ImageFormat::Png,
-    );
-    assert_eq!(decode(&grey).unwrap().rgb().get_pixel(1, 1).0, [77, 77, 77]);
-    let rgba = encode(
-        image::RgbaImage::from_pixel(4, 3, image::Rgba([1, 2, 3, 0])).into(),
-        ImageFormat::Png,
-    );
-    assert_eq!(decode(&rgba).unwrap().rgb().get_pixel(0, 0).0, [1, 2, 3]);
 }
 
 fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
@@ -264,6 +81,7 @@ fn zip_bombs_and_oversized_archives_are_refused() {
         max_entries: 10,
         max_entry_bytes: 1 << 20,
         max_total_bytes: 4 << 20,
+        ..ZipLimits::default()
     };
     let err = read_zip("bomb.zip", &archive, &limits, &ImageLimits::default()).unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
@@ -299,14 +117,126 @@ fn zip_bombs_and_oversized_archives_are_refused() {
 }
 
 #[test]
-fn models_of_the_wrong_kind_are_refused() {
-    let device = Device::flex();
-    let err = Detector::from_file(fixture("arcface_r50_bn.onnx"), &device).unwrap_err();
-    assert!(matches!(err, FaceError::WrongModel { .. }), "{err}");
-    let err = Recognizer::from_file(fixture("scrfd_bn_dynamic.onnx"), &device).unwrap_err();
-    assert!(matches!(err, FaceError::WrongModel { .. }), "{err}");
-    let err = Detector::from_file(photo("obama.jpg"), &device).unwrap_err();
-    assert!(matches!(err, FaceError::Onnx(_)), "{err}");
-    let err = Detector::from_file("/nonexistent.onnx", &device).unwrap_err();
-    assert!(matches!(err, FaceError::Io { .. }), "{err}");
+fn zip_images_come_one_at_a_time_after_every_check() {
+    let png = small_png();
+    let archive = zip_of(&[("b.png", &png), ("a.png", &png), ("c.txt", b"x")]);
+    let mut images = ZipImages::new(
+        "faces.zip",
+        &archive,
+        &ZipLimits::default(),
+        &ImageLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(images.remaining(), 2);
+    assert_eq!(images.next().unwrap().unwrap().name(), "faces.zip:a.png");
+    assert_eq!(images.remaining(), 1);
+    assert_eq!(images.next().unwrap().unwrap().name(), "faces.zip:b.png");
+    assert!(images.next().is_none());
+
+    let mut seen = Vec::new();
+    let count = for_each_zip_image(
+        "faces.zip",
+        &archive,
+        &ZipLimits::default(),
+        &ImageLimits::default(),
+        |image| {
+            seen.push((image.name().to_string(), image.width()));
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(count, 2);
+    assert_eq!(
+        seen,
+        [
+            ("faces.zip:a.png".to_string(), 8),
+            ("faces.zip:b.png".to_string(), 8)
+        ]
+    );
+
+    // The visitor's error stops the walk and comes back as it was.
+    let mut calls = 0;
+    let err = for_each_zip_image(
+        "faces.zip",
+        &archive,
+        &ZipLimits::default(),
+        &ImageLimits::default(),
+        |_| {
+            calls += 1;
+            Err(FaceError::NoRecognizer)
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, FaceError::NoRecognizer));
+    assert_eq!(calls, 1);
+}
+
+#[test]
+fn zip_image_limits_are_checked_before_any_image_is_decoded() {
+    // A corrupt image after a good one, or an oversized one, fails before the visitor runs.
+    let png = small_png();
+    let big = encode(RgbImage::new(300, 200).into(), ImageFormat::Png);
+    let small_images = ImageLimits {
+        max_width: 100,
+        ..ImageLimits::default()
+    };
+    let archive = zip_of(&[("a.png", &png), ("b.png", &big)]);
+    let mut calls = 0;
+    let err = for_each_zip_image(
+        "x.zip",
+        &archive,
+        &ZipLimits::default(),
+        &small_images,
+        |_| {
+            calls += 1;
+            Ok(())
+        },
+    )
+    .unwrap_err();
+    assert_eq!(calls, 0);
+    match err {
+        FaceError::ImageTooLarge {
+            image,
+            width,
+            height,
+            limit,
+        } => {
+            assert_eq!(image, "x.zip:b.png");
+            assert_eq!((width, height), (300, 200));
+            assert_eq!(limit, ImageLimit::Width { max: 100 });
+        }
+        other => panic!("{other:?}"),
+    }
+    let archive = zip_of(&[("a.png", &png), ("b.png", b"not a png")]);
+    let err = read_zip(
+        "x.zip",
+        &archive,
+        &ZipLimits::default(),
+        &ImageLimits::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, FaceError::Decode { image, .. } if image == "x.zip:b.png"),
+        "{err}"
+    );
+
+    // The archive's pixel budget counts every image's header.
+    let limits = ZipLimits {
+        max_total_pixels: 300 * 200 + 63,
+        ..ZipLimits::default()
+    };
+    let archive = zip_of(&[("a.png", &png), ("b.png", &big)]);
+    let err = read_zip("x.zip", &archive, &limits, &ImageLimits::default()).unwrap_err();
+    assert!(matches!(err, FaceError::Archive { .. }), "{err}");
+    assert!(err.to_string().contains("60063 pixels in all"), "{err}");
+    let limits = ZipLimits {
+        max_total_pixels: 300 * 200 + 64,
+        ..ZipLimits::default()
+    };
+    assert_eq!(
+        read_zip("x.zip", &archive, &limits, &ImageLimits::default())
+            .unwrap()
+            .len(),
+        2
+    );
 }

@@ -2,6 +2,5 @@
 
 mod bad_input;
 mod common;
-mod detection;
 mod embedding;
-mod opencv_parity;
+mod identity;

@@ -4,4 +4,5 @@ mod common;
 mod downloads;
 mod manifest;
 mod python_cache;
+mod repo_id;
 mod settings;

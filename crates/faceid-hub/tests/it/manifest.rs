@@ -1,7 +1,7 @@
 //! The built-in manifest against the API's model types, and the checks on manifests.
 
+use faceid_fal::{DEFAULT_BASE_1_5_REPO, DEFAULT_BASE_SDXL_REPO, ModelType};
 use faceid_hub::{ComponentKind, HubError, Manifest};
-use faceid_pipeline::fal::{DEFAULT_BASE_1_5_REPO, DEFAULT_BASE_SDXL_REPO, ModelType};
 
 #[test]
 fn every_model_type_of_the_api_has_an_entry_and_no_other() {

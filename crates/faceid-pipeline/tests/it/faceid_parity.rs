@@ -10,7 +10,8 @@ use faceid_face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel,
 };
 use faceid_pipeline::{
-    AdapterOptions, GenerateRequest, LoraSource, StableDiffusion, identity_from_images,
+    AdapterOptions, FaceConditioning, FaceCrop, FaceEncoder, GenerateRequest, LoraSource,
+    PlusOptions, StableDiffusion,
 };
 
 fn data() -> PathBuf {
@@ -56,8 +57,13 @@ fn load(device: &Device, case: &Case) -> StableDiffusion {
             LoraSource::None
         },
     };
-    sd.install_faceid(&data().join("faceid/ip-adapter-faceid_tiny.bin"), &options)
-        .unwrap();
+    sd.install_faceid(
+        &data().join("faceid/ip-adapter-faceid_tiny.bin"),
+        &options,
+        PlusOptions::default(),
+        None,
+    )
+    .unwrap();
     sd
 }
 
@@ -74,7 +80,7 @@ fn request(case: &Case, embedding: HostTensor, latents: Option<HostTensor>) -> G
         scheduler: Some(case.scheduler.parse().unwrap()),
         eta: 0.0,
         latents,
-        face_embedding: Some(embedding),
+        face: Some(FaceConditioning::identity(embedding)),
     }
 }
 
@@ -129,7 +135,11 @@ fn faceid_from_a_real_photo_matches_the_python_chain() {
     .unwrap();
     let photo =
         FaceImage::open(data().join("faces/astronaut.png"), &ImageLimits::default()).unwrap();
-    let identity = identity_from_images(&analyzer, &[photo], &DetectOptions::default()).unwrap();
+    let faces = FaceEncoder::new(analyzer, None, FaceCrop::default());
+    let (_, face) = faces
+        .encode_images(&[photo], &DetectOptions::default())
+        .unwrap();
+    let identity = face.id_embedding;
     let cosine: f32 = identity
         .data
         .iter()
@@ -156,13 +166,16 @@ fn a_face_embedding_without_an_adapter_is_refused() {
         width: 32,
         height: 32,
         steps: 1,
-        face_embedding: Some(HostTensor::new(vec![1, 512], vec![0.0; 512])),
+        face: Some(FaceConditioning::identity(HostTensor::new(
+            vec![1, 512],
+            vec![0.0; 512],
+        ))),
         ..Default::default()
     };
     let err = sd
         .generate(&request, &mut |_| ControlFlow::Continue(()))
         .unwrap_err();
-    assert!(err.to_string().contains("face_embedding"), "{err}");
+    assert!(err.to_string().contains("`face`"), "{err}");
 }
 
 #[test]
@@ -181,7 +194,7 @@ fn a_batch_of_requests_gives_each_the_images_it_gets_alone() {
         prompt: "a portrait in the rain".into(),
         seed: 11,
         num_samples: 2,
-        face_embedding: Some(other_identity),
+        face: Some(FaceConditioning::identity(other_identity)),
         ..first.clone()
     };
     let batch = sd

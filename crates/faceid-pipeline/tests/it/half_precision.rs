@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use faceid_clip::ClipTextModel;
 use faceid_core::testing::{max_abs_diff, max_pixel_error, read_reference};
 use faceid_core::{ComponentMemory, Device, HostTensor, Precision, Tensor};
-use faceid_ipadapter::{AdapterOptions, FaceIdAdapter};
+use faceid_ipadapter::{AdapterOptions, FaceIdAdapter, PlusOptions, ProjectionInput};
 use faceid_pipeline::{GenerateRequest, StableDiffusion};
-use faceid_unet::UNet2DConditionModel;
+use faceid_unet::{Conditioning, UNet2DConditionModel};
 
 fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
@@ -101,7 +101,7 @@ fn unet_and_text_encoder_in_f16_match_the_references_f16_runs() {
                 .forward(
                     input("sample").to_tensor::<4>(&device),
                     input("timestep").data[0],
-                    &input("encoder_hidden_states").to_tensor::<3>(&device),
+                    &Conditioning::text(input("encoder_hidden_states").to_tensor::<3>(&device)),
                 )
                 .unwrap();
             assert_eq!(
@@ -146,12 +146,19 @@ fn faceid_unet_in_f16_matches_the_references_f16_run() {
         )
         .unwrap();
         let id = &refs.half["faceid.id.embedding"];
-        let tokens = adapter.image_tokens(&id.data, &id.shape).unwrap();
+        let tokens = adapter
+            .image_tokens(
+                ProjectionInput::from_values(&id.data, &device),
+                &PlusOptions::default(),
+            )
+            .unwrap();
         eprintln!(
             "{device:?} {}",
             refs.check("faceid.proj.out", tokens.clone(), MARGIN)
         );
-        let zero = adapter.unconditional_tokens(1);
+        let zero = adapter
+            .unconditional_tokens(1, None, &PlusOptions::default())
+            .unwrap();
         eprintln!(
             "{device:?} {}",
             refs.check("faceid.proj.zero", zero.clone(), MARGIN)
@@ -160,11 +167,11 @@ fn faceid_unet_in_f16_matches_the_references_f16_run() {
         let input = |key: &str| refs.half[&format!("faceid.unet.{key}")].clone();
         let run = |unet: &UNet2DConditionModel, name: &str| {
             let out = unet
-                .forward_with_image(
+                .forward(
                     input("sample").to_tensor::<4>(&device),
                     input("timestep").data[0],
-                    &input("encoder_hidden_states").to_tensor::<3>(&device),
-                    Some(&tokens),
+                    &Conditioning::text(input("encoder_hidden_states").to_tensor::<3>(&device))
+                        .with_image(Some(tokens.clone())),
                 )
                 .unwrap();
             eprintln!("{device:?} {}", refs.check(name, out, UNET_MARGIN));

@@ -79,7 +79,7 @@ fn run_cases(device: &Device) {
             latents: case
                 .latents
                 .then(|| reference[&format!("{}.latents_in", case.name)].clone()),
-            face_embedding: None,
+            face: None,
         };
         let mut calls = 0;
         let out = sd

@@ -45,10 +45,16 @@ pub fn models() -> Models {
         local,
         faceid_core::Device::flex(),
         faceid_core::Precision::F32,
+        faceid_server::ModelPolicy::default(),
     )
 }
 
 pub fn start(configure: impl FnOnce(&mut ServerConfig)) -> Running {
+    start_with(models(), configure)
+}
+
+/// [`start`] on other models.
+pub fn start_with(models: Models, configure: impl FnOnce(&mut ServerConfig)) -> Running {
     let mut config = ServerConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         files_dir: std::env::temp_dir().join(format!("faceid-server-{}-files", std::process::id())),
@@ -60,7 +66,7 @@ pub fn start(configure: impl FnOnce(&mut ServerConfig)) -> Running {
         .enable_all()
         .build()
         .unwrap();
-    let server = runtime.block_on(Server::start(config, models())).unwrap();
+    let server = runtime.block_on(Server::start(config, models)).unwrap();
     let url = server.public_url().to_string();
     Running {
         server: Some(server),
@@ -138,4 +144,53 @@ pub fn input(steps: u32) -> Value {
         "num_inference_steps": steps,
         "seed": 7,
     })
+}
+
+/// A plain HTTP server on loopback answering each request with `answer(path)` (a whole raw
+/// response) after `delay`; returns its `host:port`.
+pub fn stub(delay: Duration, answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                }
+                std::thread::sleep(delay);
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_string();
+                let _ = stream.write_all(&answer(&path));
+            });
+        }
+    });
+    addr
+}
+
+/// A raw HTTP response.
+pub fn http_response(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
 }

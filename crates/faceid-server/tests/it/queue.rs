@@ -246,11 +246,15 @@ fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
 
 #[test]
 fn webhooks_are_delivered_with_retries() {
+    let (hook, bodies) = receiver();
+    let hook_host = hook
+        .trim_start_matches("http://")
+        .trim_end_matches("/hook")
+        .to_string();
     let server = start(|c| {
-        c.fetch.allow_hosts = vec!["127.0.0.1".into()];
+        c.fetch.allow_hosts = vec![hook_host];
         c.webhooks.first_delay = Duration::from_millis(50);
     });
-    let (hook, bodies) = receiver();
     let submit = format!("{}{QUEUE}?fal_webhook={hook}", server.url);
     let (code, id, accepted) = send("POST", &submit, Some(&input(1)), None);
     assert_eq!(code, 200, "{accepted}");
@@ -290,7 +294,7 @@ fn accepted_requests_and_results_survive_a_restart() {
     let (_, waiting_id, _) = send("POST", &submit, Some(&input(1)), None);
     // Stop while one request runs and one waits: both are kept.
     let server = first.server.take().unwrap();
-    first.runtime.block_on(server.shutdown());
+    first.runtime.block_on(server.shutdown(Duration::ZERO));
     drop(first);
 
     let second = start(configure);

@@ -1,0 +1,5 @@
+//! Integration tests of faceid-embed, in one binary.
+
+mod alignment;
+mod common;
+mod recognition;
