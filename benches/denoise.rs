@@ -22,7 +22,7 @@ use faceid::core::{Device, DeviceKind, Precision, Tensor, TorchGenerator, Weight
 use faceid::face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel,
 };
-use faceid::pipeline::SchedulerKind;
+use faceid::pipeline::{PromptEncoder, SchedulerKind};
 use faceid::scheduler::SchedulerConfig;
 use faceid::unet::{Conditioning, UNet2DConditionModel, UNetConfig};
 use faceid::vae::{AutoencoderKL, VaeConfig};
@@ -99,14 +99,18 @@ fn denoising_loop(c: &mut Criterion, setup: &Setup) {
     let vae_config = VaeConfig::from_file(&configs().join("vae/config.json")).unwrap();
     let scheduler_config =
         SchedulerConfig::from_file(configs().join("scheduler/scheduler_config.json")).unwrap();
+    let prompts = PromptEncoder::Single {
+        tokenizer: ClipTokenizer::from_dir(&root().join("tests/data/tokenizer")).unwrap(),
+        text_encoder: ClipTextModel::load(weights, &text_config).unwrap(),
+    };
     let sd = StableDiffusion::from_components(
-        ClipTokenizer::from_dir(&root().join("tests/data/tokenizer")).unwrap(),
-        ClipTextModel::load(weights, &text_config).unwrap(),
+        prompts,
         unet(setup, false),
         AutoencoderKL::load(&setup.vae_weights, vae_config).unwrap(),
         scheduler_config.clone(),
         device,
-    );
+    )
+    .unwrap();
     let side = setup.sides[0];
     let context = Conditioning::text(normal([2, 77, 768], device));
     let mut group = c.benchmark_group("denoising_loop");

@@ -117,14 +117,6 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         .transpose()?;
     let seed = args.seed.unwrap_or_else(faceid_pipeline::random_seed);
     let model_type: ModelType = args.weights.model_type.parse()?;
-    if !model_type.generates() {
-        return Err(format!(
-            "model type '{}' cannot generate yet (supported: {}); `faceid fetch` downloads its weights",
-            model_type.name(),
-            ModelType::generating().join(", ")
-        )
-        .into());
-    }
     let precision = args
         .precision
         .unwrap_or_else(|| Precision::preferred_for(args.device));
@@ -196,7 +188,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     spinner.finish_and_clear();
     let request = GenerateRequest {
         prompt: args.prompt,
-        negative_prompt: args.negative_prompt,
+        negative_prompt: Some(args.negative_prompt),
         num_samples: args.num_samples,
         width: args.width,
         height: args.height,
@@ -207,6 +199,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         eta: 0.0,
         latents,
         face,
+        size_conditioning: None,
     };
     sd.check(&request)?;
     let bar = ProgressBar::new(args.steps as u64).with_style(

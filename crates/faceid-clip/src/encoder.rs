@@ -79,6 +79,14 @@ impl Encoder {
         x
     }
 
+    /// Runs the layers after the first `done` (the rest of [`Self::forward_layers`]).
+    pub fn forward_rest(&self, mut x: Tensor<3>, done: usize) -> Tensor<3> {
+        for layer in self.layers.iter().skip(done) {
+            x = layer.forward(x, self.heads, self.act, self.causal);
+        }
+        x
+    }
+
     /// Runs the first `count` layers and returns the input followed by each layer's output
     /// (transformers' `hidden_states` tuple, `count + 1` tensors).
     pub fn collect_layers(&self, mut x: Tensor<3>, count: usize) -> Vec<Tensor<3>> {

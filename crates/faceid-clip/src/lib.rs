@@ -24,6 +24,6 @@ pub use image_processor::{
     ClipImageProcessor, ClipImageProcessorConfig, CropSize, ImageProcessorError, PerChannel,
     Resample, ResizeSize,
 };
-pub use text_model::{ClipTextConfig, ClipTextModel, TextEncoderError};
+pub use text_model::{ClipTextConfig, ClipTextModel, TextEncoderError, TextEncoding};
 pub use tokenizer::{ClipTokenizer, TokenizerError};
 pub use vision_model::{ClipVisionConfig, ClipVisionModel, VisionEncoderError};

@@ -66,21 +66,6 @@ impl ModelType {
         };
         FaceIdSpec { base, projection }
     }
-
-    /// Whether this build's pipeline generates with it (`1_5-auraface-v1` needs its adapter
-    /// as a local file: fal has not published it).
-    pub fn generates(self) -> bool {
-        self.spec().builds()
-    }
-
-    /// The names of the model types this build generates with.
-    pub fn generating() -> Vec<&'static str> {
-        Self::ALL
-            .into_iter()
-            .filter(|m| m.generates())
-            .map(Self::name)
-            .collect()
-    }
 }
 
 impl std::str::FromStr for ModelType {

@@ -254,7 +254,7 @@ impl FalRequest {
     ) -> GenerateRequest {
         GenerateRequest {
             prompt: self.prompt.clone(),
-            negative_prompt: self.negative_prompt.clone(),
+            negative_prompt: Some(self.negative_prompt.clone()),
             num_samples: self.num_samples,
             width: self.width,
             height: self.height,
@@ -265,6 +265,7 @@ impl FalRequest {
             eta: 0.0,
             latents: None,
             face,
+            size_conditioning: None,
         }
     }
 }

@@ -395,13 +395,39 @@ pub const TINY_BASE_FILES: [&str; 10] = [
     "unet/diffusion_pytorch_model.safetensors",
 ];
 
+/// The files of the tiny SDXL folder (`tests/data/sdxl/tiny-xl`) published as
+/// `SG161222/RealVisXL_V3.0`.
+pub const TINY_SDXL_FILES: &[&str] = &[
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "text_encoder_2/config.json",
+    "text_encoder_2/model.safetensors",
+    "tokenizer/merges.txt",
+    "tokenizer/special_tokens_map.json",
+    "tokenizer/tokenizer_config.json",
+    "tokenizer/vocab.json",
+    "tokenizer_2/merges.txt",
+    "tokenizer_2/special_tokens_map.json",
+    "tokenizer_2/tokenizer_config.json",
+    "tokenizer_2/vocab.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+];
+
 /// The project's tiny test models, published under the real repository names and layouts of
-/// model type `1_5-v1` (see `weights/manifest.toml`): the SD-1.5-shaped `tests/data/sd/tiny-a`
-/// as `SG161222/Realistic_Vision_V4.0_noVAE` (f32 weights only, no VAE), its VAE as
-/// `stabilityai/sd-vae-ft-mse`, `tests/data/faceid/ip-adapter-faceid_tiny.bin` as
-/// `h94/IP-Adapter-FaceID`'s `ip-adapter-faceid_sd15.bin`, and `/releases/buffalo_l.zip` holding
-/// the bundled RetinaFace as `det_10g.onnx` and `tests/data/face/arcface_r50_bn.onnx` as
-/// `w600k_r50.onnx`. `root` is the repository's root folder.
+/// model types `1_5-v1`, `SDXL-v1` and `SDXL-v2-plus` (see `weights/manifest.toml`): the
+/// SD-1.5-shaped `tests/data/sd/tiny-a` as `SG161222/Realistic_Vision_V4.0_noVAE` (f32 weights
+/// only, no VAE), its VAE as `stabilityai/sd-vae-ft-mse`, the SDXL-shaped
+/// `tests/data/sdxl/tiny-xl` as `SG161222/RealVisXL_V3.0`, the tiny FaceID checkpoints as
+/// `h94/IP-Adapter-FaceID`'s `ip-adapter-faceid_sd15.bin`, `ip-adapter-faceid_sdxl.bin` and
+/// `ip-adapter-faceid-plusv2_sdxl.bin`, the tiny CLIP vision tower as `h94/IP-Adapter`'s
+/// `models/image_encoder`, and `/releases/buffalo_l.zip` holding the bundled RetinaFace as
+/// `det_10g.onnx` and `tests/data/face/arcface_r50_bn.onnx` as `w600k_r50.onnx`. `root` is the
+/// repository's root folder.
 pub fn publish_tiny_models(hub: &MockHub, root: &std::path::Path) -> std::io::Result<()> {
     let read = |rel: &str| std::fs::read(root.join(rel));
     let tiny = "tests/data/sd/tiny-a";
@@ -428,13 +454,48 @@ pub fn publish_tiny_models(hub: &MockHub, root: &std::path::Path) -> std::io::Re
             ),
         ],
     );
+    let sdxl = "tests/data/sdxl";
+    let mut files = Vec::new();
+    for f in TINY_SDXL_FILES {
+        files.push((f.to_string(), read(&format!("{sdxl}/tiny-xl/{f}"))?));
+    }
+    hub.add_repo(
+        "SG161222/RealVisXL_V3.0",
+        "4444444444444444444444444444444444444444",
+        files,
+    );
     hub.add_repo(
         "h94/IP-Adapter-FaceID",
         "3333333333333333333333333333333333333333",
-        vec![(
-            "ip-adapter-faceid_sd15.bin".into(),
-            read("tests/data/faceid/ip-adapter-faceid_tiny.bin")?,
-        )],
+        vec![
+            (
+                "ip-adapter-faceid_sd15.bin".into(),
+                read("tests/data/faceid/ip-adapter-faceid_tiny.bin")?,
+            ),
+            (
+                "ip-adapter-faceid_sdxl.bin".into(),
+                read(&format!("{sdxl}/ip-adapter-faceid_sdxl_tiny.bin"))?,
+            ),
+            (
+                "ip-adapter-faceid-plusv2_sdxl.bin".into(),
+                read(&format!("{sdxl}/ip-adapter-faceid-plusv2_sdxl_tiny.bin"))?,
+            ),
+        ],
+    );
+    let vit = "tests/data/clip_vision/tiny-vit";
+    hub.add_repo(
+        "h94/IP-Adapter",
+        "5555555555555555555555555555555555555555",
+        vec![
+            (
+                "models/image_encoder/config.json".into(),
+                read(&format!("{vit}/config.json"))?,
+            ),
+            (
+                "models/image_encoder/model.safetensors".into(),
+                read(&format!("{vit}/model.safetensors"))?,
+            ),
+        ],
     );
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, source) in [

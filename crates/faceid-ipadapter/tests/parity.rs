@@ -22,8 +22,13 @@ struct Site {
 }
 
 fn diffusers_order(model: &str) -> Vec<String> {
+    diffusers_order_in("faceid", model)
+}
+
+/// diffusers' processor order for `model` as `tests/data/<part>/processor_index.json` lists it.
+fn diffusers_order_in(part: &str, model: &str) -> Vec<String> {
     let index: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(data().join("faceid/processor_index.json")).unwrap(),
+        &std::fs::read_to_string(data().join(part).join("processor_index.json")).unwrap(),
     )
     .unwrap();
     let sites: Vec<Site> = serde_json::from_value(index[model]["processors"].clone()).unwrap();
@@ -45,6 +50,24 @@ fn processor_index_follows_diffusers_for_tiny_and_sd15() {
     let paths = sd15.attention_paths();
     assert_eq!(paths.len(), 32);
     assert_eq!(paths, diffusers_order("sd15"));
+}
+
+/// SDXL: the tiny SDXL-shaped UNet (mixed transformer depths, 56 processors) as built, and the
+/// SDXL base config's 140, in the order diffusers numbers FaceID SDXL checkpoints.
+#[test]
+fn processor_index_follows_diffusers_for_sdxl() {
+    let device = Device::flex();
+    let mut tiny =
+        UNet2DConditionModel::from_dir(&data().join("sdxl/tiny-xl/unet"), &device).unwrap();
+    let built: Vec<String> = tiny.attentions_mut().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(built.len(), 56);
+    assert_eq!(built, diffusers_order_in("sdxl", "tiny-xl"));
+    assert_eq!(built, tiny.config().attention_paths());
+    let sdxl =
+        UNetConfig::from_file(&data().join("../../weights/configs/sdxl/unet/config.json")).unwrap();
+    let paths = sdxl.attention_paths();
+    assert_eq!(paths.len(), 140);
+    assert_eq!(paths, diffusers_order_in("sdxl", "sdxl"));
 }
 
 fn run_unet(

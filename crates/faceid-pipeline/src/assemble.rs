@@ -151,17 +151,22 @@ pub fn load_diffusion(
     options: &GeneratorOptions,
     image_encoder: Option<&ClipImageEncoder>,
 ) -> Result<StableDiffusion, PipelineError> {
-    if !options.spec.builds() {
-        return Err(PipelineError::NotBuilt {
-            what: format!("{:?} base models", options.spec.base),
-        });
-    }
     let mut sd = StableDiffusion::from_dir_in(
         &files.base,
         files.vae.as_deref(),
         &options.device,
         options.precision,
     )?;
+    if sd.family() != options.spec.base {
+        return Err(PipelineError::NotAModel {
+            path: files.base.clone(),
+            reason: format!(
+                "this is {} base model, but the model type runs on {}",
+                sd.family().describe(),
+                options.spec.base.describe()
+            ),
+        });
+    }
     if let Some(checkpoint) = &files.ip_adapter {
         sd.install_faceid(checkpoint, &options.adapter, options.plus(), image_encoder)?;
         let plus = matches!(options.spec.projection, ProjectionKind::Plus { .. });

@@ -29,12 +29,6 @@ pub enum PipelineError {
         /// What to pass.
         hint: String,
     },
-    /// The model asked for is not built in this version.
-    #[error("{what} cannot generate in this version")]
-    NotBuilt {
-        /// What is missing.
-        what: String,
-    },
     /// A request parameter is out of range.
     #[error("invalid `{field}`: {reason}")]
     InvalidRequest {

@@ -1,5 +1,6 @@
 //! Stable Diffusion pipelines: the components of a diffusers folder joined into prompt-to-image
-//! generation that reproduces diffusers' `StableDiffusionPipeline` image for image, seed for seed.
+//! generation that reproduces diffusers' `StableDiffusionPipeline` and
+//! `StableDiffusionXLPipeline` image for image, seed for seed.
 //!
 //! ```no_run
 //! use faceid_pipeline::{GenerateRequest, StableDiffusion};
@@ -18,6 +19,7 @@ mod error;
 mod face_conditioning;
 mod face_encoder;
 mod image_io;
+mod prompt;
 mod request;
 mod seed;
 mod spec;
@@ -32,7 +34,8 @@ pub use face_encoder::{ClipImageEncoder, FaceCrop, FaceEncoder};
 pub use faceid_ipadapter::{AdapterOptions, LoraSource, PlusOptions};
 pub use faceid_scheduler::SchedulerKind;
 pub use image_io::{grid, to_rgb_images};
-pub use request::{GenerateRequest, Generated, Progress};
+pub use prompt::{PromptEmbeds, PromptEncoder};
+pub use request::{GenerateRequest, Generated, Progress, SizeConditioning};
 pub use seed::random_seed;
 pub use spec::{BaseFamily, FaceIdSpec, ProjectionKind};
 pub use stable_diffusion::StableDiffusion;

@@ -11,8 +11,10 @@ use crate::face_conditioning::FaceConditioning;
 pub struct GenerateRequest {
     /// What to draw.
     pub prompt: String,
-    /// What to steer away from (classifier-free guidance's unconditional prompt; empty = "").
-    pub negative_prompt: String,
+    /// What to steer away from (classifier-free guidance's unconditional prompt). `None` is ""
+    /// for SD 1.x, and zero embeddings for SDXL models with `force_zeros_for_empty_prompt`, as
+    /// the reference treats a missing negative prompt.
+    pub negative_prompt: Option<String>,
     /// Images to generate.
     pub num_samples: usize,
     /// Width in pixels (a multiple of the VAE's scale factor, 8).
@@ -34,13 +36,48 @@ pub struct GenerateRequest {
     /// The face to draw (its identity, and for FaceID Plus its CLIP image features), for a
     /// model with a FaceID adapter installed.
     pub face: Option<FaceConditioning>,
+    /// SDXL's size conditioning; `None` takes the reference's defaults (the output size as
+    /// original and target size, no crop). SD 1.x models ignore it.
+    pub size_conditioning: Option<SizeConditioning>,
+}
+
+/// SDXL's micro-conditioning (diffusers' `original_size`, `crops_coords_top_left`,
+/// `target_size`), each as (height, width) / (top, left) in pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SizeConditioning {
+    /// The size the model is told the training image had.
+    pub original_size: (f32, f32),
+    /// The top-left corner of the crop the model is told was taken.
+    pub crops_coords_top_left: (f32, f32),
+    /// The size the model is told to aim for.
+    pub target_size: (f32, f32),
+}
+
+impl SizeConditioning {
+    /// The reference's defaults for an image of `height` × `width`.
+    pub fn for_size(height: usize, width: usize) -> Self {
+        let size = (height as f32, width as f32);
+        Self {
+            original_size: size,
+            crops_coords_top_left: (0.0, 0.0),
+            target_size: size,
+        }
+    }
+
+    /// The six `time_ids` in the reference's order.
+    pub fn time_ids(&self) -> [f32; 6] {
+        let (oh, ow) = self.original_size;
+        let (top, left) = self.crops_coords_top_left;
+        let (th, tw) = self.target_size;
+        [oh, ow, top, left, th, tw]
+    }
 }
 
 impl Default for GenerateRequest {
     fn default() -> Self {
         Self {
             prompt: String::new(),
-            negative_prompt: String::new(),
+            negative_prompt: None,
             num_samples: 1,
             width: 512,
             height: 512,
@@ -51,6 +88,7 @@ impl Default for GenerateRequest {
             eta: 0.0,
             latents: None,
             face: None,
+            size_conditioning: None,
         }
     }
 }

@@ -11,6 +11,16 @@ pub enum BaseFamily {
     Sdxl,
 }
 
+impl BaseFamily {
+    /// The family in words, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Sd15 => "an SD 1.x",
+            Self::Sdxl => "an SDXL",
+        }
+    }
+}
+
 /// How an identity becomes image tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProjectionKind {
@@ -40,8 +50,4 @@ impl FaceIdSpec {
         matches!(self.projection, ProjectionKind::Plus { .. })
     }
 
-    /// Whether this build can generate with it (SDXL is not built yet).
-    pub fn builds(self) -> bool {
-        self.base == BaseFamily::Sd15
-    }
 }

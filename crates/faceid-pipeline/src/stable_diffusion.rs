@@ -1,6 +1,8 @@
 //! Port of diffusers' `StableDiffusionPipeline.__call__` (pipelines/stable_diffusion/
-//! pipeline_stable_diffusion.py) in its numbered phases: check inputs, encode the prompt,
-//! prepare timesteps, prepare latents, denoise, decode.
+//! pipeline_stable_diffusion.py) and `StableDiffusionXLPipeline.__call__`
+//! (pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.py) in their numbered phases:
+//! check inputs, encode the prompt, prepare timesteps, prepare latents (and SDXL's added
+//! conditioning), denoise, decode.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -8,13 +10,15 @@ use std::path::Path;
 use crate::error::PipelineError;
 use crate::face_encoder::ClipImageEncoder;
 use crate::image_io::to_rgb_images;
-use crate::request::{GenerateRequest, Generated, Progress};
+use crate::request::{GenerateRequest, Generated, Progress, SizeConditioning};
 use burn::tensor::Tensor;
-use faceid_clip::{ClipTextModel, ClipTokenizer};
 use faceid_core::{ComponentMemory, Device, HostTensor, Precision, TorchGenerator};
 use faceid_ipadapter::{AdapterOptions, FaceIdAdapter, PlusOptions, ProjectionInput};
 use faceid_scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
-use faceid_unet::{Conditioning, UNet2DConditionModel};
+use faceid_unet::{Conditioning, TextTime, UNet2DConditionModel};
+
+use crate::prompt::{PromptEmbeds, PromptEncoder};
+use crate::spec::BaseFamily;
 use faceid_vae::AutoencoderKL;
 
 /// Most steps a request may ask for.
@@ -24,11 +28,11 @@ const MAX_SAMPLES: usize = 16;
 /// Largest side in pixels.
 const MAX_SIDE: usize = 4096;
 
-/// The components of a Stable Diffusion 1.x/2.x model.
+/// The components of a Stable Diffusion 1.x/2.x or SDXL model.
 #[derive(Debug)]
 pub struct StableDiffusion {
-    tokenizer: ClipTokenizer,
-    text_encoder: ClipTextModel,
+    family: BaseFamily,
+    prompts: PromptEncoder,
     unet: UNet2DConditionModel,
     vae: AutoencoderKL,
     scheduler_config: SchedulerConfig,
@@ -50,8 +54,11 @@ struct InstalledFaceId {
 
 impl StableDiffusion {
     /// Loads a diffusers folder (`model_index.json`, `tokenizer/`, `text_encoder/`, `unet/`,
-    /// `vae/`, `scheduler/`) in f32; `vae` replaces the folder's own VAE (needed for folders that
-    /// ship none, such as Realistic_Vision_V4.0_noVAE, paired with sd-vae-ft-mse).
+    /// `vae/`, `scheduler/`, and for SDXL `tokenizer_2/` and `text_encoder_2/`) in f32; `vae`
+    /// replaces the folder's own VAE (needed for folders that ship none, such as
+    /// Realistic_Vision_V4.0_noVAE, paired with sd-vae-ft-mse). `model_index.json` names the
+    /// pipeline class; classes other than `StableDiffusionPipeline` and
+    /// `StableDiffusionXLPipeline` are refused by name.
     pub fn from_dir(
         dir: &Path,
         vae: Option<&Path>,
@@ -85,27 +92,47 @@ impl StableDiffusion {
         }
         let scheduler_config =
             SchedulerConfig::from_file(dir.join("scheduler/scheduler_config.json"))?;
-        tracing::info!(model = %dir.display(), %precision, "loading Stable Diffusion components");
-        Ok(Self::from_components(
-            ClipTokenizer::from_dir(&dir.join("tokenizer"))?,
-            ClipTextModel::from_dir_in(&dir.join("text_encoder"), device, precision)?,
+        let index = ModelIndex::read(dir)?;
+        tracing::info!(model = %dir.display(), family = ?index.family, %precision, "loading Stable Diffusion components");
+        let prompts = match index.family {
+            BaseFamily::Sd15 => PromptEncoder::single_from_dir(dir, device, precision)?,
+            BaseFamily::Sdxl => PromptEncoder::dual_from_dir(
+                dir,
+                device,
+                precision,
+                index.force_zeros_for_empty_prompt,
+            )?,
+        };
+        Self::from_components(
+            prompts,
             UNet2DConditionModel::from_dir_in(&dir.join("unet"), device, precision)?,
             AutoencoderKL::from_dir(&vae_dir, device)?,
             scheduler_config,
             device,
-        ))
+        )
+        .map_err(|reason| PipelineError::NotAModel {
+            path: dir.to_owned(),
+            reason,
+        })
     }
 
-    /// Assembles a pipeline from components loaded elsewhere (all on `device`). The default
-    /// scheduler is the one `scheduler_config` names, when supported, else DDIM.
+    /// Assembles a pipeline from components loaded elsewhere (all on `device`): one text
+    /// encoder makes an SD 1.x/2.x model, two an SDXL one. The default scheduler is the one
+    /// `scheduler_config` names, when supported, else DDIM. Components that do not fit together
+    /// (text width against the UNet's cross-attention, SDXL's added conditioning) are refused
+    /// with the reason.
     pub fn from_components(
-        tokenizer: ClipTokenizer,
-        text_encoder: ClipTextModel,
+        prompts: PromptEncoder,
         unet: UNet2DConditionModel,
         vae: AutoencoderKL,
         scheduler_config: SchedulerConfig,
         device: &Device,
-    ) -> Self {
+    ) -> Result<Self, String> {
+        let family = match prompts {
+            PromptEncoder::Single { .. } => BaseFamily::Sd15,
+            PromptEncoder::Dual { .. } => BaseFamily::Sdxl,
+        };
+        check_fit(&prompts, &unet)?;
         let default_scheduler = match scheduler_config.class_name.as_deref() {
             Some("EulerDiscreteScheduler") => SchedulerKind::Euler,
             Some("EulerAncestralDiscreteScheduler") => SchedulerKind::EulerAncestral,
@@ -114,16 +141,21 @@ impl StableDiffusion {
             },
             _ => SchedulerKind::Ddim,
         };
-        Self {
-            tokenizer,
-            text_encoder,
+        Ok(Self {
+            family,
+            prompts,
             unet,
             vae,
             scheduler_config,
             default_scheduler,
             faceid: None,
             device: device.clone(),
-        }
+        })
+    }
+
+    /// The base model's architecture.
+    pub fn family(&self) -> BaseFamily {
+        self.family
     }
 
     /// Installs an IP-Adapter FaceID checkpoint (`.bin` or `.safetensors`): its LoRA is fused
@@ -193,11 +225,9 @@ impl StableDiffusion {
 
     /// The memory the loaded weights take on the device, per component.
     pub fn memory(&self) -> Vec<ComponentMemory> {
-        let mut out = vec![
-            ComponentMemory::of("text_encoder", &self.text_encoder),
-            ComponentMemory::of("unet", &self.unet),
-            ComponentMemory::of("vae", &self.vae),
-        ];
+        let mut out = self.prompts.memory();
+        out.push(ComponentMemory::of("unet", &self.unet));
+        out.push(ComponentMemory::of("vae", &self.vae));
         if let Some(adapter) = &self.faceid {
             out.push(ComponentMemory::of(
                 "image_proj",
@@ -297,6 +327,14 @@ impl StableDiffusion {
                 }
             }
         }
+        if let Some(sizes) = &request.size_conditioning {
+            if !sizes.time_ids().iter().all(|v| v.is_finite() && *v >= 0.0) {
+                return invalid(
+                    "size_conditioning",
+                    format!("{sizes:?}: sizes and crop coordinates must be finite and >= 0"),
+                );
+            }
+        }
         if let Some(latents) = &request.latents {
             let expected = self.latent_shape(request);
             if latents.shape != expected {
@@ -322,17 +360,15 @@ impl StableDiffusion {
         ]
     }
 
-    /// Encodes a prompt to `[1, 77, hidden]`.
-    pub fn encode_prompt(&self, prompt: &str) -> Result<Tensor<3>, PipelineError> {
-        let cut = self.tokenizer.truncated_tokens(prompt)?;
-        if cut > 0 {
-            tracing::warn!(
-                tokens = cut,
-                "the prompt is longer than the text encoder takes; its end is ignored"
-            );
-        }
-        let ids = self.tokenizer.encode(prompt)?;
-        Ok(self.text_encoder.encode(&[ids])?)
+    /// Encodes a prompt to the UNet's text tokens `[1, 77, cross_attention_dim]` (and SDXL's
+    /// pooled embedding).
+    pub fn encode_prompt(&self, prompt: &str) -> Result<PromptEmbeds, PipelineError> {
+        self.prompts.encode(prompt)
+    }
+
+    /// The text side of the model.
+    pub fn prompt_encoder(&self) -> &PromptEncoder {
+        &self.prompts
     }
 
     /// Runs the pipeline. `progress` is called before every step and once at the end; returning
@@ -399,15 +435,47 @@ impl StableDiffusion {
         let mut negatives = Vec::new();
         let mut positives = Vec::new();
         for r in requests {
-            positives.push(self.encode_prompt(&r.prompt)?.repeat_dim(0, r.num_samples));
+            let repeat = |e: PromptEmbeds| PromptEmbeds {
+                tokens: e.tokens.repeat_dim(0, r.num_samples),
+                pooled: e.pooled.map(|p| p.repeat_dim(0, r.num_samples)),
+            };
+            positives.push(repeat(self.prompts.encode(&r.prompt)?));
             if guided {
-                negatives.push(
-                    self.encode_prompt(&r.negative_prompt)?
-                        .repeat_dim(0, r.num_samples),
-                );
+                negatives.push(repeat(
+                    self.prompts.encode_negative(r.negative_prompt.as_deref())?,
+                ));
             }
         }
-        let context = Tensor::cat(negatives.into_iter().chain(positives).collect(), 0);
+        let embeds: Vec<PromptEmbeds> = negatives.into_iter().chain(positives).collect();
+        let context = Tensor::cat(embeds.iter().map(|e| e.tokens.clone()).collect(), 0);
+
+        // 2a. SDXL's added conditioning: the pooled embeddings and each request's size ids
+        // (by default `(height, width, 0, 0, height, width)`; the negative half gets the
+        // positive's, as the reference does), batched like the tokens.
+        let text_time = match self.family {
+            BaseFamily::Sd15 => None,
+            BaseFamily::Sdxl => {
+                let pooled: Option<Vec<Tensor<2>>> =
+                    embeds.iter().map(|e| e.pooled.clone()).collect();
+                let pooled = pooled.ok_or_else(|| PipelineError::NotAModel {
+                    path: "text_encoder_2".into(),
+                    reason: "SDXL needs a pooled text embedding".into(),
+                })?;
+                let mut time_ids = Vec::with_capacity(context.dims()[0]);
+                for _ in 0..usize::from(guided) + 1 {
+                    for r in requests {
+                        let sizes = r
+                            .size_conditioning
+                            .unwrap_or_else(|| SizeConditioning::for_size(r.height, r.width));
+                        time_ids.extend(std::iter::repeat_n(sizes.time_ids(), r.num_samples));
+                    }
+                }
+                Some(TextTime {
+                    text_embeds: Tensor::cat(pooled, 0),
+                    time_ids,
+                })
+            }
+        };
 
         // 2b. FaceID image tokens: the projection of each face, and of a zero identity (with,
         // for Plus, the features of a zero image) for the unconditional half, batched like the
@@ -465,7 +533,9 @@ impl StableDiffusion {
         let latents = Tensor::cat(latents, 0) * scheduler.init_noise_sigma();
 
         // 5. Denoise (only single-request batches use the generator during the loop).
-        let conditioning = Conditioning::text(context).with_image(image_tokens);
+        let conditioning = Conditioning::text(context)
+            .with_image(image_tokens)
+            .with_text_time(text_time);
         let latents = self.denoise(
             scheduler.as_mut(),
             latents,
@@ -476,13 +546,12 @@ impl StableDiffusion {
         )?;
 
         // 6. Decode, one image at a time to bound memory, and hand each request its images.
-        let scaling = self.vae.config().scaling_factor;
         let mut out = Vec::with_capacity(requests.len());
         let mut offset = 0;
         for r in requests {
             let mut images = Vec::with_capacity(r.num_samples);
             for i in offset..offset + r.num_samples {
-                let latent = latents.clone().narrow(0, i, 1) / scaling;
+                let latent = self.unscale_latents(latents.clone().narrow(0, i, 1));
                 images.extend(to_rgb_images(self.vae.decode(latent)?));
             }
             offset += r.num_samples;
@@ -493,6 +562,22 @@ impl StableDiffusion {
             });
         }
         Ok(out)
+    }
+
+    /// Final latents back to the VAE's latent space: `/ scaling_factor`, and for SDXL with a VAE
+    /// that gives per-channel statistics, `· latents_std / scaling_factor + latents_mean`.
+    fn unscale_latents(&self, latents: Tensor<4>) -> Tensor<4> {
+        let config = self.vae.config();
+        let scaling = config.scaling_factor;
+        match (self.family, &config.latents_mean, &config.latents_std) {
+            (BaseFamily::Sdxl, Some(mean), Some(std)) => {
+                let channel = |v: &Vec<f32>| {
+                    Tensor::<1>::from_floats(v.as_slice(), &self.device).reshape([1, v.len(), 1, 1])
+                };
+                latents * channel(std) / scaling + channel(mean)
+            }
+            _ => latents / scaling,
+        }
     }
 
     /// The denoising loop: one batched UNet call per step for both guidance branches, the
@@ -541,5 +626,78 @@ impl StableDiffusion {
             timestep: timesteps.last().copied().unwrap_or(0.0),
         });
         Ok(latents)
+    }
+}
+
+/// What `model_index.json` says about the pipeline.
+struct ModelIndex {
+    family: BaseFamily,
+    force_zeros_for_empty_prompt: bool,
+}
+
+impl ModelIndex {
+    /// Reads the pipeline class; a folder without an index is SDXL when it has `text_encoder_2/`.
+    fn read(dir: &Path) -> Result<Self, PipelineError> {
+        let path = dir.join("model_index.json");
+        let (class, force_zeros) = if path.is_file() {
+            let index: serde_json::Value = faceid_core::config::read_json(&path)?;
+            (
+                index["_class_name"].as_str().map(str::to_owned),
+                index["force_zeros_for_empty_prompt"].as_bool(),
+            )
+        } else {
+            (None, None)
+        };
+        let family = match class.as_deref() {
+            Some("StableDiffusionPipeline") => BaseFamily::Sd15,
+            Some("StableDiffusionXLPipeline") => BaseFamily::Sdxl,
+            None if dir.join("text_encoder_2").is_dir() => BaseFamily::Sdxl,
+            None => BaseFamily::Sd15,
+            Some(other) => {
+                return Err(PipelineError::NotAModel {
+                    path: path.clone(),
+                    reason: format!(
+                        "its pipeline class is {other}; this version builds StableDiffusionPipeline (SD 1.x/2.x) and StableDiffusionXLPipeline (SDXL)"
+                    ),
+                });
+            }
+        };
+        Ok(Self {
+            family,
+            // diffusers' `StableDiffusionXLPipeline` registers it with a default of true.
+            force_zeros_for_empty_prompt: force_zeros.unwrap_or(true),
+        })
+    }
+}
+
+/// Checks that the text encoders' outputs are what the UNet takes.
+fn check_fit(prompts: &PromptEncoder, unet: &UNet2DConditionModel) -> Result<(), String> {
+    let config = unet.config();
+    let cross = config.cross_attention_dim.expand(1)[0];
+    let (width, pooled) = match prompts {
+        PromptEncoder::Single { text_encoder, .. } => (text_encoder.hidden_size(), None),
+        PromptEncoder::Dual { text_encoders, .. } => (
+            text_encoders[0].hidden_size() + text_encoders[1].hidden_size(),
+            text_encoders[1].projection_dim(),
+        ),
+    };
+    if width != cross {
+        return Err(format!(
+            "the text encoders give {width}-wide tokens but the UNet's cross_attention_dim is {cross}"
+        ));
+    }
+    match (pooled, config.text_time_shape()) {
+        (None, None) => Ok(()),
+        (Some(p), Some(shape)) if p == shape.text_embeds_dim => Ok(()),
+        (Some(p), Some(shape)) => Err(format!(
+            "the second text encoder's text_embeds are {p} wide, but the UNet's add_embedding takes {} (projection_class_embeddings_input_dim - 6 × addition_time_embed_dim)",
+            shape.text_embeds_dim
+        )),
+        (None, Some(_)) => Err(
+            "the UNet has SDXL's added conditioning (addition_embed_type \"text_time\"), but the folder has one text encoder".into(),
+        ),
+        (Some(_), None) => Err(
+            "the folder has two text encoders (SDXL), but the UNet has no added conditioning (addition_embed_type)".into(),
+        ),
     }
 }

@@ -226,18 +226,6 @@ fn parse_input(body: &Bytes) -> Result<(FalRequest, bool, Value), Response> {
         )
     })?;
     let input = FalRequest::from_json(&value).map_err(|errors| unprocessable(&errors, &id))?;
-    if !input.model_type.generates() {
-        let unsupported = FieldError {
-            loc: vec!["body".into(), "model_type".into()],
-            msg: format!(
-                "model type '{}' is not supported by this server yet (supported: {})",
-                input.model_type.name(),
-                faceid_fal::ModelType::generating().join(", ")
-            ),
-            kind: "not_supported".into(),
-        };
-        return Err(unprocessable(&[unsupported], &id));
-    }
     if input.face_image_url.is_none() && input.face_images_data_url.is_none() {
         let missing = FieldError {
             loc: vec!["body".into(), "face_image_url".into()],

@@ -22,8 +22,9 @@ pub struct TextTime {
     /// The second text encoder's projected pooled output `[batch, projection_dim]`.
     pub text_embeds: Tensor<2>,
     /// `(original height, original width, crop top, crop left, target height, target width)`
-    /// per sample: `[batch, 6]`.
-    pub time_ids: Tensor<2>,
+    /// per sample. Kept on the host: the UNet embeds them there, in f32 as torch does, so a step
+    /// never waits on the device to read them back.
+    pub time_ids: Vec<[f32; crate::TIME_IDS]>,
 }
 
 impl Conditioning {
@@ -39,6 +40,12 @@ impl Conditioning {
     /// The same with IP-Adapter image tokens (`None` leaves it without).
     pub fn with_image(mut self, image: Option<Tensor<3>>) -> Self {
         self.image = image;
+        self
+    }
+
+    /// The same with SDXL's added conditioning.
+    pub fn with_text_time(mut self, text_time: Option<TextTime>) -> Self {
+        self.text_time = text_time;
         self
     }
 

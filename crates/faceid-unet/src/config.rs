@@ -48,6 +48,28 @@ impl BlockType {
     }
 }
 
+/// The kinds of `addition_embed_type` this implementation builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AdditionEmbedType {
+    /// SDXL's micro-conditioning: `add_embedding(concat(text_embeds, add_time_proj(time_ids)))`
+    /// added to the time embedding.
+    #[serde(rename = "text_time")]
+    TextTime,
+}
+
+/// The sizes of SDXL's added conditioning, from the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextTimeShape {
+    /// Width of each time id's sinusoidal embedding.
+    pub time_embed_dim: usize,
+    /// Width of the pooled text embedding (`projection_class_embeddings_input_dim - 6 ×
+    /// time_embed_dim`).
+    pub text_embeds_dim: usize,
+}
+
+/// Number of SDXL time ids: original size, crop top-left, target size (height, width each).
+pub const TIME_IDS: usize = 6;
+
 /// The fields of `UNet2DConditionModel`'s config that this implementation reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct UNetConfig {
@@ -103,7 +125,18 @@ pub struct UNetConfig {
     pub use_linear_projection: bool,
     /// Computing attention in f32 (affects half precision only).
     #[serde(default)]
-    pub upcast_attention: bool,
+    pub upcast_attention: Option<bool>,
+    /// Extra conditioning added to the time embedding: only `"text_time"` (SDXL: the pooled
+    /// text embedding and the size/crop ids).
+    #[serde(default)]
+    pub addition_embed_type: Option<AdditionEmbedType>,
+    /// Width of the sinusoidal embedding of each of the six `time_ids` (SDXL: 256).
+    #[serde(default)]
+    pub addition_time_embed_dim: Option<usize>,
+    /// Width of `add_embedding`'s input: the pooled text embedding plus six time-id embeddings
+    /// (SDXL: 1280 + 6 × 256 = 2816).
+    #[serde(default)]
+    pub projection_class_embeddings_input_dim: Option<usize>,
     /// Unsupported options, checked by [`UNetConfig::validate`].
     #[serde(flatten)]
     pub rest: serde_json::Map<String, serde_json::Value>,
@@ -144,7 +177,6 @@ fn eight_per_block() -> PerBlock<usize> {
 const MUST_BE_DEFAULT: &[(&str, &[&str])] = &[
     ("center_input_sample", &["false"]),
     ("class_embed_type", &["null"]),
-    ("addition_embed_type", &["null"]),
     ("encoder_hid_dim", &["null"]),
     ("time_cond_proj_dim", &["null"]),
     ("timestep_post_act", &["null"]),
@@ -162,6 +194,10 @@ const MUST_BE_DEFAULT: &[(&str, &[&str])] = &[
     ("num_class_embeds", &["null"]),
     ("cross_attention_norm", &["null"]),
     ("resnet_skip_time_act", &["false"]),
+    ("reverse_transformer_layers_per_block", &["null"]),
+    ("class_embeddings_concat", &["false"]),
+    ("encoder_hid_dim_type", &["null"]),
+    ("mid_block_only_cross_attention", &["null", "false"]),
 ];
 
 impl UNetConfig {
@@ -249,6 +285,7 @@ impl UNetConfig {
                 ));
             }
         }
+        self.text_time(path)?;
         let heads = self.heads();
         for (i, (&c, &h)) in self.block_out_channels.iter().zip(&heads).enumerate() {
             if h == 0 || c % h != 0 || c % self.norm_num_groups != 0 {
@@ -306,6 +343,32 @@ impl UNetConfig {
         }
         add("mid_block".into(), 1, depth[n - 1]);
         paths
+    }
+
+    /// The sizes of the added conditioning (`None` without `addition_embed_type`).
+    pub fn text_time_shape(&self) -> Option<TextTimeShape> {
+        self.text_time(Path::new("config.json")).ok().flatten()
+    }
+
+    fn text_time(&self, path: &Path) -> Result<Option<TextTimeShape>, ConfigError> {
+        let Some(AdditionEmbedType::TextTime) = self.addition_embed_type else {
+            return Ok(None);
+        };
+        match (
+            self.addition_time_embed_dim,
+            self.projection_class_embeddings_input_dim,
+        ) {
+            (Some(t), Some(input)) if t > 0 && input > TIME_IDS * t => Ok(Some(TextTimeShape {
+                time_embed_dim: t,
+                text_embeds_dim: input - TIME_IDS * t,
+            })),
+            (t, input) => Err(unsupported(
+                path,
+                "projection_class_embeddings_input_dim",
+                (t, input),
+                "addition_embed_type \"text_time\" needs addition_time_embed_dim and a projection_class_embeddings_input_dim wider than 6 × addition_time_embed_dim",
+            )),
+        }
     }
 
     /// Width of the timestep embedding (`4 ×` the first block's channels).

@@ -1,5 +1,5 @@
 //! diffusers' `UNet2DConditionModel` (models/unets/unet_2d_condition.py) for the Stable
-//! Diffusion 1.x/2.x block types, built from the model's `config.json` and loaded from its
+//! Diffusion 1.x/2.x and SDXL block types (SDXL's `text_time` added conditioning included), built from the model's `config.json` and loaded from its
 //! safetensors by diffusers' tensor names.
 #![deny(missing_docs)]
 
@@ -10,7 +10,7 @@ mod model;
 mod transformer;
 
 pub use conditioning::{Conditioning, TextTime};
-pub use config::{BlockType, UNetConfig};
+pub use config::{AdditionEmbedType, BlockType, TIME_IDS, TextTimeShape, UNetConfig};
 pub use model::{UNet2DConditionModel, UNetError};
 
 use burn::tensor::Tensor;

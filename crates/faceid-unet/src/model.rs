@@ -13,7 +13,7 @@ use faceid_core::{ConfigError, Device, Precision, WeightError, Weights};
 use crate::Context;
 use crate::blocks::{BlockShape, DownBlock, MidBlock, ResnetShape, UpBlock};
 use crate::conditioning::Conditioning;
-use crate::config::UNetConfig;
+use crate::config::{TIME_IDS, UNetConfig};
 use crate::transformer::TransformerShape;
 use faceid_blocks::Attention;
 
@@ -41,11 +41,36 @@ pub enum UNetError {
     },
 }
 
+/// diffusers' `TimestepEmbedding`: `linear_2(silu(linear_1(x)))`.
+#[derive(Module, Debug)]
+struct TimestepEmbedding {
+    linear_1: Linear,
+    linear_2: Linear,
+}
+
+impl TimestepEmbedding {
+    fn load(
+        scope: &faceid_core::weights::Scope<'_>,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Self, WeightError> {
+        Ok(Self {
+            linear_1: Linear::load(&scope.at("linear_1"), d_in, d_out, true)?,
+            linear_2: Linear::load(&scope.at("linear_2"), d_out, d_out, true)?,
+        })
+    }
+
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.linear_2.forward(silu(self.linear_1.forward(x)))
+    }
+}
+
 /// The Stable Diffusion noise predictor.
 #[derive(Module, Debug)]
 pub struct UNet2DConditionModel {
-    linear_1: Linear,
-    linear_2: Linear,
+    time_embedding: TimestepEmbedding,
+    /// SDXL's `add_embedding` (`addition_embed_type = "text_time"`).
+    add_embedding: Option<TimestepEmbedding>,
     conv_in: Conv2d,
     down_blocks: Vec<DownBlock>,
     mid_block: MidBlock,
@@ -159,9 +184,17 @@ impl UNet2DConditionModel {
             prev = channels[mirror];
         }
 
+        let add_embedding = match config.text_time_shape() {
+            Some(shape) => Some(TimestepEmbedding::load(
+                &root.at("add_embedding"),
+                shape.text_embeds_dim + TIME_IDS * shape.time_embed_dim,
+                temb,
+            )?),
+            None => None,
+        };
         Ok(Self {
-            linear_1: Linear::load(&root.at("time_embedding.linear_1"), channels[0], temb, true)?,
-            linear_2: Linear::load(&root.at("time_embedding.linear_2"), temb, temb, true)?,
+            time_embedding: TimestepEmbedding::load(&root.at("time_embedding"), channels[0], temb)?,
+            add_embedding,
             conv_in: Conv2d::load(
                 &root.at("conv_in"),
                 config.in_channels,
@@ -253,12 +286,39 @@ impl UNet2DConditionModel {
                 });
             }
         }
-        if let Some(added) = &conditioning.text_time {
-            return Err(UNetError::Input {
-                input: "added_cond_kwargs",
-                found: added.text_embeds.dims().to_vec(),
-                expected: "none: this UNet's config has no `addition_embed_type`".into(),
-            });
+        let shape = self.config.text_time_shape();
+        match (&conditioning.text_time, shape) {
+            (None, None) => {}
+            (Some(added), None) => {
+                return Err(UNetError::Input {
+                    input: "added_cond_kwargs",
+                    found: added.text_embeds.dims().to_vec(),
+                    expected: "none: this UNet's config has no `addition_embed_type`".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(UNetError::Input {
+                    input: "added_cond_kwargs",
+                    found: Vec::new(),
+                    expected: "text_embeds and time_ids: this UNet's config has `addition_embed_type` \"text_time\"".into(),
+                });
+            }
+            (Some(added), Some(shape)) => {
+                if added.text_embeds.dims() != [batch, shape.text_embeds_dim] {
+                    return Err(UNetError::Input {
+                        input: "text_embeds",
+                        found: added.text_embeds.dims().to_vec(),
+                        expected: format!("[{batch}, {}]", shape.text_embeds_dim),
+                    });
+                }
+                if added.time_ids.len() != batch {
+                    return Err(UNetError::Input {
+                        input: "time_ids",
+                        found: vec![added.time_ids.len(), TIME_IDS],
+                        expected: format!("[{batch}, {TIME_IDS}]"),
+                    });
+                }
+            }
         }
         let device = sample.device();
         let (out_dtype, dtype) = (sample.dtype(), self.precision().dtype());
@@ -267,10 +327,23 @@ impl UNet2DConditionModel {
         let image = conditioning.image.clone().map(|tokens| tokens.cast(dtype));
         let image = image.as_ref();
         // Built in f32 like torch's, then converted as diffusers does (`t_emb.to(sample.dtype)`).
+        let dim = self.config.block_out_channels[0];
         let t_emb = self
-            .timestep_embedding(timestep, batch, &device)
+            .sinusoidal(&vec![timestep; batch], dim, &device)
             .cast(dtype);
-        let temb = self.linear_2.forward(silu(self.linear_1.forward(t_emb)));
+        let mut temb = self.time_embedding.forward(t_emb);
+        if let (Some(add_embedding), Some(added), Some(shape)) =
+            (&self.add_embedding, &conditioning.text_time, shape)
+        {
+            // diffusers' `get_aug_embed`: every time id embedded on its own (in f32), the six
+            // embeddings of a sample side by side after the pooled text embedding.
+            let ids: Vec<f32> = added.time_ids.iter().flatten().copied().collect();
+            let time_embeds = self
+                .sinusoidal(&ids, shape.time_embed_dim, &device)
+                .reshape([batch, TIME_IDS * shape.time_embed_dim]);
+            let add = Tensor::cat(vec![added.text_embeds.clone(), time_embeds], 1).cast(dtype);
+            temb = temb + add_embedding.forward(add);
+        }
 
         let context = Context {
             text: context,
@@ -293,23 +366,31 @@ impl UNet2DConditionModel {
         Ok(out.cast(out_dtype))
     }
 
-    /// diffusers' `get_timestep_embedding`, in f32 like torch: `[batch, block_out_channels[0]]`.
-    fn timestep_embedding(&self, timestep: f32, batch: usize, device: &Device) -> Tensor<2> {
-        let dim = self.config.block_out_channels[0];
+    /// diffusers' `get_timestep_embedding` of each value, in f32 like torch: `[values, dim]`.
+    fn sinusoidal(&self, values: &[f32], dim: usize, device: &Device) -> Tensor<2> {
         let half = dim / 2;
         let log_period = -(MAX_PERIOD.ln() as f32);
         let denominator = (half as f64 - self.config.freq_shift) as f32;
-        let args: Vec<f32> = (0..half)
-            .map(|i| timestep * ((log_period * i as f32) / denominator).exp())
+        let frequencies: Vec<f32> = (0..half)
+            .map(|i| ((log_period * i as f32) / denominator).exp())
             .collect();
-        let (sin, cos): (Vec<f32>, Vec<f32>) = args.iter().map(|a| (a.sin(), a.cos())).unzip();
-        let mut row = if self.config.flip_sin_to_cos {
-            [cos, sin].concat()
-        } else {
-            [sin, cos].concat()
-        };
-        row.resize(dim, 0.0); // odd widths are zero-padded, as diffusers does
-        let data: Vec<f32> = std::iter::repeat_n(row, batch).flatten().collect();
-        Tensor::from_data(TensorData::new(data, [batch, dim]), device)
+        let mut data = Vec::with_capacity(values.len() * dim);
+        for &value in values {
+            let (sin, cos): (Vec<f32>, Vec<f32>) = frequencies
+                .iter()
+                .map(|f| {
+                    let a = value * f;
+                    (a.sin(), a.cos())
+                })
+                .unzip();
+            let start = data.len();
+            if self.config.flip_sin_to_cos {
+                data.extend(cos.into_iter().chain(sin));
+            } else {
+                data.extend(sin.into_iter().chain(cos));
+            }
+            data.resize(start + dim, 0.0); // odd widths are zero-padded, as diffusers does
+        }
+        Tensor::from_data(TensorData::new(data, [values.len(), dim]), device)
     }
 }

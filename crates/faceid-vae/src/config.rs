@@ -40,6 +40,17 @@ pub struct VaeConfig {
     /// Subtracted before scaling (SD 3 / Flux VAEs; absent for SD).
     #[serde(default)]
     pub shift_factor: Option<f32>,
+    /// Per-channel mean of the latents (some SDXL VAEs): SDXL pipelines decode
+    /// `latents · latents_std / scaling_factor + latents_mean`.
+    #[serde(default)]
+    pub latents_mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation of the latents, with `latents_mean`.
+    #[serde(default)]
+    pub latents_std: Option<Vec<f32>>,
+    /// Whether the reference runs this VAE in f32 when the pipeline is in f16 (SDXL's overflows
+    /// in f16). This implementation always keeps the VAE in f32.
+    #[serde(default)]
+    pub force_upcast: bool,
     /// Whether the 1×1 `quant_conv` exists.
     #[serde(default = "yes")]
     pub use_quant_conv: bool,
@@ -109,6 +120,22 @@ impl VaeConfig {
                 &config.up_block_types,
                 "UpDecoderBlock2D",
             ));
+        }
+        for (field, stats) in [
+            ("latents_mean", &config.latents_mean),
+            ("latents_std", &config.latents_std),
+        ] {
+            if stats
+                .as_ref()
+                .is_some_and(|v| v.len() != config.latent_channels)
+            {
+                return Err(unsupported(
+                    path,
+                    field,
+                    stats,
+                    "one value per latent channel",
+                ));
+            }
         }
         if !matches!(config.act_fn, Activation::Silu | Activation::Swish) {
             return Err(unsupported(path, "act_fn", config.act_fn, "silu"));

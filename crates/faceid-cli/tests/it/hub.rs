@@ -156,7 +156,7 @@ fn fetch_failures_are_explained_not_panicked() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
 
-    // A model type whose weights are not published, and one generate cannot run.
+    // A model type whose weights are not published.
     let output = faceid_with(&home, Some(&hub))
         .args(["fetch", "--model-type", "1_5-auraface-v1"])
         .output()
@@ -167,15 +167,36 @@ fn fetch_failures_are_explained_not_panicked() {
         "{}",
         stderr(&output)
     );
-    let output = faceid_with(&home, Some(&hub))
-        .args(["generate", "--model-type", "SDXL-v1", "--prompt", "x", "-o"])
-        .arg(home.join("x.png"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
+}
+
+#[test]
+fn sdxl_model_types_fetch_and_generate_from_a_photo() {
+    let hub = MockHub::start();
+    publish_tiny_models(&hub, &data().join("../..")).unwrap();
+    let home = temp("hub-sdxl");
+    let mut images = Vec::new();
+    for model_type in ["SDXL-v1", "SDXL-v2-plus"] {
+        let out = home.join(format!("{model_type}.png"));
+        let output = faceid_with(&home, Some(&hub))
+            .arg("generate")
+            .args(["--model-type", model_type, "--prompt", "a portrait"])
+            .args(["--num-samples", "1", "--steps", "2", "--seed", "5"])
+            .args(["--width", "64", "--height", "64"])
+            .arg("--face")
+            .arg(data().join("faces/astronaut.png"))
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{model_type}: {}", stderr(&output));
+        let image = image::open(&out).unwrap().to_rgb8();
+        assert_eq!(image.dimensions(), (64, 64), "{model_type}");
+        images.push(image.into_raw());
+    }
     assert!(
-        stderr(&output).contains("cannot generate yet"),
-        "{}",
-        stderr(&output)
+        home.join("hf/hub/models--SG161222--RealVisXL_V3.0/refs/main")
+            .is_file()
     );
+    assert!(home.join("hf/hub/models--h94--IP-Adapter/refs/main").is_file());
+    assert_ne!(images[0], images[1], "the two SDXL adapters draw differently");
 }

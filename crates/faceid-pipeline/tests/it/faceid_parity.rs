@@ -70,7 +70,7 @@ fn load(device: &Device, case: &Case) -> StableDiffusion {
 fn request(case: &Case, embedding: HostTensor, latents: Option<HostTensor>) -> GenerateRequest {
     GenerateRequest {
         prompt: case.prompt.clone(),
-        negative_prompt: case.negative_prompt.clone(),
+        negative_prompt: Some(case.negative_prompt.clone()),
         num_samples: case.num_images_per_prompt,
         width: case.width,
         height: case.height,
@@ -81,6 +81,7 @@ fn request(case: &Case, embedding: HostTensor, latents: Option<HostTensor>) -> G
         eta: 0.0,
         latents,
         face: Some(FaceConditioning::identity(embedding)),
+        size_conditioning: None,
     }
 }
 

@@ -4,3 +4,4 @@ mod faceid_parity;
 mod half_precision;
 mod pipeline_parity;
 mod plus_parity;
+mod sdxl_parity;

@@ -67,7 +67,7 @@ fn run_cases(device: &Device) {
         });
         let request = GenerateRequest {
             prompt: case.prompt.clone(),
-            negative_prompt: case.negative_prompt.clone(),
+            negative_prompt: Some(case.negative_prompt.clone()),
             num_samples: case.num_images_per_prompt,
             width: case.width,
             height: case.height,
@@ -80,6 +80,7 @@ fn run_cases(device: &Device) {
                 .latents
                 .then(|| reference[&format!("{}.latents_in", case.name)].clone()),
             face: None,
+            size_conditioning: None,
         };
         let mut calls = 0;
         let out = sd

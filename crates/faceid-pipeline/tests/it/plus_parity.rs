@@ -150,7 +150,7 @@ fn faceid_plus_from_a_real_photo_matches_the_python_chain() {
         .unwrap();
         let request = GenerateRequest {
             prompt: settings.prompt.clone(),
-            negative_prompt: settings.negative_prompt.clone(),
+            negative_prompt: Some(settings.negative_prompt.clone()),
             num_samples: settings.num_images_per_prompt,
             width: settings.width,
             height: settings.height,
@@ -161,6 +161,7 @@ fn faceid_plus_from_a_real_photo_matches_the_python_chain() {
             eta: 0.0,
             latents: None,
             face: Some(face.clone()),
+            size_conditioning: None,
         };
         let out = sd
             .generate(&request, &mut |_| ControlFlow::Continue(()))

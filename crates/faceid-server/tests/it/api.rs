@@ -91,10 +91,6 @@ fn invalid_inputs_get_422_naming_each_field() {
             vec!["model_type"],
         ),
         (
-            json!({"prompt": "x", "face_image_url": face_data_uri(), "model_type": "SDXL-v1"}),
-            vec!["model_type"],
-        ),
-        (
             json!({"prompt": "x", "face_image_url": face_data_uri(), "guidance_scale": "high"}),
             vec!["guidance_scale"],
         ),

@@ -8,6 +8,7 @@ mod limits;
 mod load;
 mod plus;
 mod props;
+mod sdxl;
 mod queue;
 mod storage;
 mod urls;
