@@ -111,8 +111,9 @@ impl PromptEncoder {
                     let ids = tokenize(tokenizer, prompt)?;
                     let out = encoder.encode_hidden(&[ids], SDXL_SKIP)?;
                     states.push(out.hidden_states);
-                    // The last encoder with a projection gives the pooled embedding.
-                    pooled = out.text_embeds.or(pooled);
+                    // The first encoder with a projection gives the pooled embedding, as in
+                    // diffusers (SDXL's second; its first has none).
+                    pooled = pooled.or(out.text_embeds);
                 }
                 Ok(PromptEmbeds {
                     tokens: Tensor::cat(states, 2),
@@ -140,8 +141,9 @@ impl PromptEncoder {
                 let len = tokenizers[0].max_length();
                 Ok(PromptEmbeds {
                     tokens: Tensor::zeros([1, len, width], &device),
-                    pooled: second
+                    pooled: first
                         .projection_dim()
+                        .or(second.projection_dim())
                         .map(|dim| Tensor::zeros([1, dim], &device)),
                 })
             }

@@ -678,7 +678,9 @@ fn check_fit(prompts: &PromptEncoder, unet: &UNet2DConditionModel) -> Result<(),
         PromptEncoder::Single { text_encoder, .. } => (text_encoder.hidden_size(), None),
         PromptEncoder::Dual { text_encoders, .. } => (
             text_encoders[0].hidden_size() + text_encoders[1].hidden_size(),
-            text_encoders[1].projection_dim(),
+            text_encoders[0]
+                .projection_dim()
+                .or(text_encoders[1].projection_dim()),
         ),
     };
     if width != cross {
