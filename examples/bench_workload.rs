@@ -188,7 +188,9 @@ fn faceid_pipeline(
         let (_, face) = faces.encode_images(&[image], &DetectOptions::default())?;
         let request = GenerateRequest {
             prompt: "a photo of a person, best quality, high quality".into(),
-            negative_prompt: Some("monochrome, lowres, bad anatomy, worst quality, low quality".into()),
+            negative_prompt: Some(
+                "monochrome, lowres, bad anatomy, worst quality, low quality".into(),
+            ),
             steps: 2,
             seed: 42,
             scheduler: Some(SchedulerKind::Ddim),

@@ -199,10 +199,17 @@ impl ClipTextModel {
                     .enumerate()
                     .map(|(row, ids)| {
                         let at = self.pooled_position(ids);
-                        last.clone().narrow(0, row, 1).narrow(1, at, 1).squeeze_dim::<2>(1)
+                        last.clone()
+                            .narrow(0, row, 1)
+                            .narrow(1, at, 1)
+                            .squeeze_dim::<2>(1)
                     })
                     .collect();
-                Some(projection.forward(Tensor::cat(rows, 0)).cast(FloatDType::F32))
+                Some(
+                    projection
+                        .forward(Tensor::cat(rows, 0))
+                        .cast(FloatDType::F32),
+                )
             }
             None => None,
         };
@@ -269,7 +276,9 @@ impl ClipTextModel {
 
     /// The forward pass on an id tensor `[batch, seq]` to `last_hidden_state`, in f32.
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        let x = self.encoder.forward_layers(self.embed(ids), self.encoder.len());
+        let x = self
+            .encoder
+            .forward_layers(self.embed(ids), self.encoder.len());
         self.final_layer_norm.forward(x).cast(FloatDType::F32)
     }
 

@@ -49,5 +49,4 @@ impl FaceIdSpec {
     pub fn needs_image_encoder(self) -> bool {
         matches!(self.projection, ProjectionKind::Plus { .. })
     }
-
 }

@@ -197,6 +197,12 @@ fn sdxl_model_types_fetch_and_generate_from_a_photo() {
         home.join("hf/hub/models--SG161222--RealVisXL_V3.0/refs/main")
             .is_file()
     );
-    assert!(home.join("hf/hub/models--h94--IP-Adapter/refs/main").is_file());
-    assert_ne!(images[0], images[1], "the two SDXL adapters draw differently");
+    assert!(
+        home.join("hf/hub/models--h94--IP-Adapter/refs/main")
+            .is_file()
+    );
+    assert_ne!(
+        images[0], images[1],
+        "the two SDXL adapters draw differently"
+    );
 }

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use faceid_core::testing::{max_abs_diff, max_pixel_error, read_reference};
 use faceid_core::{Device, HostTensor, Precision};
 use faceid_pipeline::{
-    AdapterOptions, BaseFamily, ClipImageEncoder, FaceConditioning, GenerateRequest,
-    LoraSource, PlusOptions, PromptEncoder, SizeConditioning, StableDiffusion,
+    AdapterOptions, BaseFamily, ClipImageEncoder, FaceConditioning, GenerateRequest, LoraSource,
+    PlusOptions, PromptEncoder, SizeConditioning, StableDiffusion,
 };
 use faceid_unet::{Conditioning, TextTime, UNet2DConditionModel};
 
@@ -156,7 +156,10 @@ fn an_sdxl_unet_needs_its_added_conditioning_and_sd15_refuses_it() {
         time_ids: vec![[8.0, 8.0, 0.0, 0.0, 8.0, 8.0]],
     }));
     let err = unet.forward(sample, 1.0, &wrong).unwrap_err().to_string();
-    assert!(err.contains("text_embeds") && err.contains("[1, 32]"), "{err}");
+    assert!(
+        err.contains("text_embeds") && err.contains("[1, 32]"),
+        "{err}"
+    );
 }
 
 /// The worst channel error of 8-bit images against diffusers' float images, in levels of 255.
@@ -194,10 +197,9 @@ struct Case {
 }
 
 fn run_pipelines(device: &Device) {
-    let cases: Vec<Case> = serde_json::from_str(
-        &std::fs::read_to_string(data().join("pipelines.json")).unwrap(),
-    )
-    .unwrap();
+    let cases: Vec<Case> =
+        serde_json::from_str(&std::fs::read_to_string(data().join("pipelines.json")).unwrap())
+            .unwrap();
     let reference = read_reference(&data().join("pipelines.safetensors"));
     let sd = StableDiffusion::from_dir(&model(), None, device).unwrap();
     assert_eq!(sd.family(), BaseFamily::Sdxl);
@@ -245,7 +247,11 @@ fn run_pipelines(device: &Device) {
             &reference[&format!("{}.images", case.name)],
         );
         report.push(format!("{}: {worst:.3}/255", case.name));
-        assert!(worst <= 1.5, "{}: worst channel error {worst}/255", case.name);
+        assert!(
+            worst <= 1.5,
+            "{}: worst channel error {worst}/255",
+            case.name
+        );
     }
     eprintln!("sdxl pipeline parity: {}", report.join(", "));
 }
@@ -346,7 +352,11 @@ fn run_faceid_pipelines(device: &Device) -> Vec<String> {
             &reference[&format!("{}.images", case.name)],
         );
         report.push(format!("{}: {worst:.3}/255", case.name));
-        assert!(worst <= 1.5, "{}: worst channel error {worst}/255", case.name);
+        assert!(
+            worst <= 1.5,
+            "{}: worst channel error {worst}/255",
+            case.name
+        );
     }
     report
 }

@@ -8,7 +8,7 @@ mod limits;
 mod load;
 mod plus;
 mod props;
-mod sdxl;
 mod queue;
+mod sdxl;
 mod storage;
 mod urls;

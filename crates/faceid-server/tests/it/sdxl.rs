@@ -12,10 +12,8 @@ const RUN: &str = "/fal-ai/ip-adapter-face-id";
 /// A server's models with the tiny SDXL folder as the base and `adapter` as the checkpoint.
 fn sdxl_models(adapter: &str) -> Models {
     let manifest = Manifest::builtin();
-    let dir = std::env::temp_dir().join(format!(
-        "faceid-server-{}-sdxl-nocache",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("faceid-server-{}-sdxl-nocache", std::process::id()));
     let mut settings = HubSettings::from(&[("HOME", dir.to_str().unwrap())], &manifest);
     settings.offline = true;
     let data = root().join("tests/data");
@@ -58,7 +56,10 @@ fn both_sdxl_model_types_answer_a_fal_request() {
         assert_eq!(status, 200, "{model_type}: {out}");
         assert_eq!(out["seed"], 7);
         assert_eq!(
-            (out["image"]["width"].clone(), out["image"]["height"].clone()),
+            (
+                out["image"]["width"].clone(),
+                out["image"]["height"].clone()
+            ),
             (json!(512), json!(576)),
             "{model_type}: {out}"
         );
