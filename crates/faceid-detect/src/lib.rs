@@ -31,6 +31,8 @@ mod letterbox;
 mod limits;
 mod nms;
 pub mod resize;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use detector::{BUILTIN_RETINAFACE, Detector, DetectorKind};
 pub use error::{Attempt, AttemptOutcome, DetectError};

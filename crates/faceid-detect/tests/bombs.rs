@@ -3,38 +3,9 @@
 //! decoding needs more than the allocation budget. In its own test binary (one process, one
 //! test) so that the peak resident memory measured is this test's alone.
 
-use std::io::Write;
-
+use faceid_core::testing::peak_rss_mib;
+use faceid_detect::testing::one_bit_png;
 use faceid_detect::{FaceImage, ImageError, ImageLimit, ImageLimits};
-
-/// Peak resident memory of this process so far, in MiB (Linux `VmHWM`).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM");
-    let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib / 1024.0
-}
-
-/// A black 1-bit greyscale PNG, written row by row (it never exists decoded here).
-fn one_bit_png(width: u32, height: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, width, height);
-    encoder.set_color(png::ColorType::Grayscale);
-    encoder.set_depth(png::BitDepth::One);
-    encoder.set_compression(png::Compression::High);
-    let mut writer = encoder.write_header().unwrap();
-    let mut stream = writer.stream_writer().unwrap();
-    let row = vec![0u8; width.div_ceil(8) as usize];
-    for _ in 0..height {
-        stream.write_all(&row).unwrap();
-    }
-    stream.finish().unwrap();
-    drop(writer);
-    out
-}
 
 #[test]
 fn bombs_are_refused_before_they_cost_memory() {
@@ -47,7 +18,7 @@ fn bombs_are_refused_before_they_cost_memory() {
     );
     assert!(bomb.len() < 100 << 10, "{} bytes", bomb.len());
 
-    let before = peak_rss_mib();
+    let before = peak_rss_mib().expect("VmHWM of /proc/self/status");
     match FaceImage::from_bytes("bomb.png", &bomb, &ImageLimits::default()) {
         Err(ImageError::TooLarge {
             image,
@@ -61,7 +32,7 @@ fn bombs_are_refused_before_they_cost_memory() {
         }
         other => panic!("{other:?}"),
     }
-    let grown = peak_rss_mib() - before;
+    let grown = peak_rss_mib().expect("VmHWM of /proc/self/status") - before;
     eprintln!("20000x20000 bomb: refused, peak RSS grew {grown:.1} MiB");
     assert!(grown < 16.0, "peak RSS grew {grown:.1} MiB");
 
@@ -71,7 +42,7 @@ fn bombs_are_refused_before_they_cost_memory() {
         max_alloc: 64 << 20,
         ..ImageLimits::default()
     };
-    let before = peak_rss_mib();
+    let before = peak_rss_mib().expect("VmHWM of /proc/self/status");
     match FaceImage::from_bytes("large.png", &large, &tight) {
         Err(ImageError::TooLarge {
             image,
@@ -83,16 +54,16 @@ fn bombs_are_refused_before_they_cost_memory() {
         }
         other => panic!("{other:?}"),
     }
-    let grown = peak_rss_mib() - before;
+    let grown = peak_rss_mib().expect("VmHWM of /proc/self/status") - before;
     eprintln!("8192x6144 over a 64 MiB budget: refused, peak RSS grew {grown:.1} MiB");
     assert!(grown < 16.0, "peak RSS grew {grown:.1} MiB");
 
     // The largest image the defaults admit decodes, within what was reserved for it.
-    let before = peak_rss_mib();
+    let before = peak_rss_mib().expect("VmHWM of /proc/self/status");
     let image = FaceImage::from_bytes("large.png", &large, &ImageLimits::default()).unwrap();
     assert_eq!((image.width(), image.height()), (8192, 6144));
     assert_eq!(image.rgb().get_pixel(8191, 6143).0, [0, 0, 0]);
-    let grown = peak_rss_mib() - before;
+    let grown = peak_rss_mib().expect("VmHWM of /proc/self/status") - before;
     let reserved = (4 * 8192 * 6144) as f64 / f64::from(1 << 20);
     eprintln!("8192x6144 decoded: peak RSS grew {grown:.1} MiB ({reserved:.0} MiB reserved)");
     assert!(grown < reserved + 32.0, "peak RSS grew {grown:.1} MiB");

@@ -5,36 +5,9 @@
 
 use std::io::{Cursor, Write};
 
+use faceid_core::testing::peak_rss_mib;
+use faceid_detect::testing::one_bit_png;
 use faceid_face::{FaceError, ImageLimit, ImageLimits, ZipLimits, for_each_zip_image, read_zip};
-
-/// Peak resident memory of this process so far, in MiB (Linux `VmHWM`).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM");
-    let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib / 1024.0
-}
-
-/// A black 1-bit greyscale PNG, written row by row (it never exists decoded here).
-fn one_bit_png(width: u32, height: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, width, height);
-    encoder.set_color(png::ColorType::Grayscale);
-    encoder.set_depth(png::BitDepth::One);
-    encoder.set_compression(png::Compression::High);
-    let mut writer = encoder.write_header().unwrap();
-    let mut stream = writer.stream_writer().unwrap();
-    let row = vec![0u8; width.div_ceil(8) as usize];
-    for _ in 0..height {
-        stream.write_all(&row).unwrap();
-    }
-    stream.finish().unwrap();
-    drop(writer);
-    out
-}
 
 fn zip_of_copies(png: &[u8], count: usize) -> Vec<u8> {
     let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
@@ -60,7 +33,7 @@ fn zip_bombs_cost_one_image_at_most() {
     );
     assert!(huge.len() < 100 << 10, "{} bytes", huge.len());
 
-    let before = peak_rss_mib();
+    let before = peak_rss_mib().expect("VmHWM of /proc/self/status");
     let err = read_zip(
         "bomb.zip",
         &huge,
@@ -81,14 +54,14 @@ fn zip_bombs_cost_one_image_at_most() {
         }
         other => panic!("{other:?}"),
     }
-    let grown = peak_rss_mib() - before;
+    let grown = peak_rss_mib().expect("VmHWM of /proc/self/status") - before;
     eprintln!("four 10000x10000 zipped: refused, peak RSS grew {grown:.1} MiB");
     assert!(grown < 16.0, "peak RSS grew {grown:.1} MiB");
 
     // Each 6000x4000 image needs 23 MiB of grey and 69 MiB of RGB to decode; streamed, one at
     // a time, the four never cost more than one (all four held would be 275 MiB of RGB).
     let one_image = (4 * 6000 * 4000) as f64 / f64::from(1 << 20);
-    let before = peak_rss_mib();
+    let before = peak_rss_mib().expect("VmHWM of /proc/self/status");
     let mut sizes = Vec::new();
     let count = for_each_zip_image(
         "large.zip",
@@ -101,7 +74,7 @@ fn zip_bombs_cost_one_image_at_most() {
         },
     )
     .unwrap();
-    let grown = peak_rss_mib() - before;
+    let grown = peak_rss_mib().expect("VmHWM of /proc/self/status") - before;
     eprintln!(
         "four 6000x4000 zipped, streamed: peak RSS grew {grown:.1} MiB (one image: {one_image:.0} MiB)"
     );

@@ -3,8 +3,8 @@
 
 use std::io::Cursor;
 
-use crate::common::{fixture, photo};
 use burn::tensor::Device;
+use faceid_detect::testing::{fixture, photo};
 use faceid_detect::{
     AttemptOutcome, DetectError, DetectOptions, Detector, FaceImage, ImageError, ImageLimit,
     ImageLimits,

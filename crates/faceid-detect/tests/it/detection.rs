@@ -1,8 +1,8 @@
 //! Detection against insightface (SCRFD exports) and against an independent onnxruntime + numpy
 //! decoding of the real RetinaFace model on real photos.
 
-use crate::common::{f32s, fixture, json, photo, points};
 use burn::tensor::Device;
+use faceid_detect::testing::{f32s, fixture, json, photo, points};
 use faceid_detect::{DetectOptions, Detector, DetectorKind, FaceImage, ImageLimits};
 use serde_json::Value;
 

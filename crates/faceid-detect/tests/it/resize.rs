@@ -1,7 +1,7 @@
 //! The letterbox resize against OpenCV's `cv2.resize(..., INTER_LINEAR)`.
 
-use crate::common::{fixture, json, max_pixel_diff, rgb};
 use faceid_detect::resize::resize_linear;
+use faceid_detect::testing::{fixture, json, max_pixel_diff, rgb};
 
 #[test]
 fn resize_matches_cv2_inter_linear_exactly() {

@@ -1,6 +1,6 @@
 //! Similarity estimate and warp against scikit-image / insightface's `norm_crop` (OpenCV).
 
-use crate::common::{fixture, json, max_pixel_diff, photo, points, rgb};
+use faceid_detect::testing::{fixture, json, max_pixel_diff, photo, points, rgb};
 use faceid_embed::align::{ARCFACE_TEMPLATE, estimate_norm, norm_crop, similarity, template};
 
 #[test]

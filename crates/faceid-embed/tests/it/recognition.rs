@@ -1,8 +1,8 @@
 //! ArcFace embeddings and the aligned crops of an identity against insightface (`norm_crop` +
 //! onnxruntime), on the keypoints insightface was given.
 
-use crate::common::{f32s, fixture, json, max_pixel_diff, photo, points, rgb};
 use burn::tensor::Device;
+use faceid_detect::testing::{f32s, fixture, json, max_pixel_diff, photo, points, rgb};
 use faceid_detect::{Face, FaceImage, ImageLimits};
 use faceid_embed::align::norm_crop;
 use faceid_embed::{

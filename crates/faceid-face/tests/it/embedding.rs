@@ -1,7 +1,7 @@
 //! The whole chain (detect, align, embed) against insightface's embeddings, and averaging.
 
-use crate::common::{f32s, fixture, json, photo};
 use burn::tensor::Device;
+use faceid_detect::testing::{f32s, fixture, json, photo};
 use faceid_face::{
     AverageMode, DetectOptions, Detector, FaceAnalyzer, FaceError, FaceImage, ImageLimits,
     Recognizer, cosine_similarity,

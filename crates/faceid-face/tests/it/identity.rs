@@ -4,9 +4,9 @@
 
 use std::io::{Cursor, Write};
 
-use crate::common::{f32s, fixture, json, max_pixel_diff, photo, points, rgb};
 use crate::embedding::{analyzer, astronaut};
 use burn::tensor::Device;
+use faceid_detect::testing::{f32s, fixture, json, max_pixel_diff, photo, points, rgb};
 use faceid_face::align::norm_crop;
 use faceid_face::{
     AverageMode, DetectOptions, Detector, FaceAnalyzer, FaceError, FaceImage, ImageLimits,

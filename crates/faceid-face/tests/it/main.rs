@@ -1,6 +1,5 @@
 //! Integration tests of faceid-face, in one binary.
 
 mod bad_input;
-mod common;
 mod embedding;
 mod identity;
