@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use faceid_core::testing::{max_pixel_error, read_reference};
+use faceid_core::testing::read_reference;
 use faceid_core::{Device, HostTensor};
 use faceid_face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel,
@@ -13,6 +13,8 @@ use faceid_pipeline::{
     AdapterOptions, FaceConditioning, FaceCrop, FaceEncoder, GenerateRequest, LoraSource,
     PlusOptions, StableDiffusion,
 };
+
+use crate::images::worst_error;
 
 fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
@@ -34,16 +36,6 @@ struct Case {
     ip_scale: f32,
     lora: bool,
     lora_scale: f32,
-}
-
-fn worst_error(images: &[image::RgbImage], expected: &HostTensor) -> f32 {
-    assert_eq!(images.len(), expected.shape[0]);
-    let per = expected.shape[1] * expected.shape[2] * 3;
-    images
-        .iter()
-        .zip(expected.data.chunks(per))
-        .map(|(img, want)| max_pixel_error(img.as_raw(), want))
-        .fold(0.0, f32::max)
 }
 
 fn load(device: &Device, case: &Case) -> StableDiffusion {

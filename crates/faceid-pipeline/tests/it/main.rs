@@ -2,6 +2,7 @@
 
 mod faceid_parity;
 mod half_precision;
+mod images;
 mod pipeline_parity;
 mod plus_parity;
 mod sdxl_parity;

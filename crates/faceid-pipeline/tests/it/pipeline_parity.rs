@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use faceid_core::testing::{max_pixel_error, read_reference};
+use faceid_core::testing::read_reference;
 use faceid_core::{Device, HostTensor};
 use faceid_pipeline::{GenerateRequest, PipelineError, StableDiffusion};
+
+use crate::images::worst_error;
 
 fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/sd")
@@ -33,26 +35,6 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     serde_json::from_str(&std::fs::read_to_string(data().join("pipelines.json")).unwrap()).unwrap()
-}
-
-/// Compares 8-bit images with diffusers' float images: each channel within 1/255 of
-/// `round(x · 255)`, allowing a few rounding flips.
-fn compare(name: &str, images: &[image::RgbImage], expected: &HostTensor) -> f32 {
-    assert_eq!(expected.shape[0], images.len(), "{name}: image count");
-    let mut worst = 0.0f32;
-    for (img, reference) in images.iter().zip(
-        expected
-            .data
-            .chunks(expected.shape[1] * expected.shape[2] * 3),
-    ) {
-        assert_eq!(
-            (img.height() as usize, img.width() as usize),
-            (expected.shape[1], expected.shape[2]),
-            "{name}: size"
-        );
-        worst = worst.max(max_pixel_error(img.as_raw(), reference));
-    }
-    worst
 }
 
 fn run_cases(device: &Device) {
@@ -90,11 +72,7 @@ fn run_cases(device: &Device) {
             })
             .unwrap();
         assert_eq!(calls, case.steps + 1, "{}: progress callbacks", case.name);
-        let worst = compare(
-            &case.name,
-            &out.images,
-            &reference[&format!("{}.images", case.name)],
-        );
+        let worst = worst_error(&out.images, &reference[&format!("{}.images", case.name)]);
         report.push(format!("{}: {worst:.3}/255", case.name));
         // 1/255 plus the half-unit of rounding the float reference has not had.
         assert!(

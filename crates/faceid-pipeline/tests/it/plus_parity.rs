@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use faceid_core::testing::{max_pixel_error, read_reference};
+use faceid_core::testing::read_reference;
 use faceid_core::{Device, HostTensor, Precision};
 use faceid_face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel,
@@ -15,6 +15,8 @@ use faceid_pipeline::{
     AdapterOptions, ClipImageEncoder, FaceCrop, FaceEncoder, GenerateRequest, PlusOptions,
     SchedulerKind, StableDiffusion,
 };
+
+use crate::images::worst_error;
 
 fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
@@ -30,16 +32,6 @@ struct Settings {
     width: usize,
     height: usize,
     seed: u64,
-}
-
-fn worst_error(images: &[image::RgbImage], expected: &HostTensor) -> f32 {
-    assert_eq!(images.len(), expected.shape[0]);
-    let per = expected.shape[1] * expected.shape[2] * 3;
-    images
-        .iter()
-        .zip(expected.data.chunks(per))
-        .map(|(img, want)| max_pixel_error(img.as_raw(), want))
-        .fold(0.0, f32::max)
 }
 
 fn max_abs_diff(a: &HostTensor, b: &HostTensor) -> f32 {

@@ -6,13 +6,15 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use faceid_core::testing::{max_abs_diff, max_pixel_error, read_reference};
+use faceid_core::testing::{max_abs_diff, read_reference};
 use faceid_core::{Device, HostTensor, Precision};
 use faceid_pipeline::{
     AdapterOptions, BaseFamily, ClipImageEncoder, FaceConditioning, GenerateRequest, LoraSource,
     PlusOptions, PromptEncoder, SizeConditioning, StableDiffusion,
 };
 use faceid_unet::{Conditioning, TextTime, UNet2DConditionModel};
+
+use crate::images::worst_error;
 
 fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/sdxl")
@@ -162,22 +164,6 @@ fn an_sdxl_unet_needs_its_added_conditioning_and_sd15_refuses_it() {
     );
 }
 
-/// The worst channel error of 8-bit images against diffusers' float images, in levels of 255.
-fn worst_error(name: &str, images: &[image::RgbImage], expected: &HostTensor) -> f32 {
-    assert_eq!(expected.shape[0], images.len(), "{name}: image count");
-    let per_image = expected.shape[1] * expected.shape[2] * 3;
-    let mut worst = 0.0f32;
-    for (img, want) in images.iter().zip(expected.data.chunks(per_image)) {
-        assert_eq!(
-            (img.height() as usize, img.width() as usize),
-            (expected.shape[1], expected.shape[2]),
-            "{name}: size"
-        );
-        worst = worst.max(max_pixel_error(img.as_raw(), want));
-    }
-    worst
-}
-
 #[derive(serde::Deserialize)]
 struct Case {
     name: String,
@@ -241,11 +227,7 @@ fn run_pipelines(device: &Device) {
         let out = sd
             .generate(&request, &mut |_| ControlFlow::Continue(()))
             .unwrap();
-        let worst = worst_error(
-            &case.name,
-            &out.images,
-            &reference[&format!("{}.images", case.name)],
-        );
+        let worst = worst_error(&out.images, &reference[&format!("{}.images", case.name)]);
         report.push(format!("{}: {worst:.3}/255", case.name));
         assert!(
             worst <= 1.5,
@@ -346,11 +328,7 @@ fn run_faceid_pipelines(device: &Device) -> Vec<String> {
         let out = sd
             .generate(&request, &mut |_| ControlFlow::Continue(()))
             .unwrap();
-        let worst = worst_error(
-            &case.name,
-            &out.images,
-            &reference[&format!("{}.images", case.name)],
-        );
+        let worst = worst_error(&out.images, &reference[&format!("{}.images", case.name)]);
         report.push(format!("{}: {worst:.3}/255", case.name));
         assert!(
             worst <= 1.5,
