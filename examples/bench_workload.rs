@@ -9,6 +9,9 @@
 //!   it costs nothing here).
 //! - `vae-decode-64`: VAE decode of one 64×64 latent to a 512×512 image.
 //! - `text-encode`: CLIP ViT-L text encoder, batch 2 × 77 tokens.
+//! - `clip-vision`: the CLIP ViT-H/14 image encoder of the FaceID Plus model types
+//!   (`weights/configs/image_encoder`) on two 224×224 images, to the penultimate hidden state
+//!   the Plus projection reads.
 //! - `loop-20`: 20 DDIM steps of the guidance loop at 64×64 (one time per loop), on the diffusers
 //!   folder `tests/bench/gen_models.py` writes.
 //! - `faceid-pipeline`: the whole FaceID pipeline at 512×512 as an application runs it: load the
@@ -22,17 +25,19 @@
 //! where and how the UNet, text encoder and adapter run; the VAE is always f32. Every timing
 //! ends with a read-back of the result, so GPU work is finished inside it.
 //!
-//! `faceid-pipeline` also reports the weights each component keeps on the device
-//! (`weights`: name, parameters, MiB as loaded, MiB in f16).
+//! `faceid-pipeline` and `clip-vision` also report the weights each component keeps on the
+//! device (`weights`: name, parameters, MiB as loaded, MiB in f16).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use faceid::blocks::IpAttention;
-use faceid::clip::{ClipTextConfig, ClipTextModel};
+use faceid::clip::{ClipTextConfig, ClipTextModel, ClipVisionConfig, ClipVisionModel};
 use faceid::core::nn::Linear;
-use faceid::core::{Device, DeviceKind, Precision, Tensor, TorchGenerator, Weights};
+use faceid::core::{
+    ComponentMemory, Device, DeviceKind, Precision, Tensor, TorchGenerator, Weights,
+};
 use faceid::face::{
     DetectOptions, DetectorModel, FaceAnalyzer, FaceImage, ImageLimits, RecognizerModel,
 };
@@ -144,6 +149,39 @@ fn loop_20(target: &Target) -> Result<Work, Box<dyn std::error::Error>> {
     }))
 }
 
+/// One component's weights on the device, as loaded and in f16 (the VAE stays f32 in every
+/// precision).
+fn report_weights(part: &ComponentMemory, weights: &mut Vec<serde_json::Value>) {
+    let half = if part.name == "vae" {
+        part.bytes
+    } else {
+        part.parameters * Precision::F16.bytes()
+    };
+    weights.push(serde_json::json!({
+        "name": part.name,
+        "parameters": part.parameters,
+        "mib": part.mib(),
+        "mib_f16": half as f64 / (1024.0 * 1024.0),
+    }));
+}
+
+/// The FaceID Plus image encoder (CLIP ViT-H/14) on a batch of two 224×224 images, to the
+/// penultimate hidden state (its last layer is not run).
+fn clip_vision(
+    target: &Target,
+    weights: &mut Vec<serde_json::Value>,
+) -> Result<Work, Box<dyn std::error::Error>> {
+    let config =
+        ClipVisionConfig::from_file(&root().join("weights/configs/image_encoder/config.json"))?;
+    let model = ClipVisionModel::load(&target.weights(), &config)?;
+    report_weights(&ComponentMemory::of("image_encoder", &model), weights);
+    let pixels = normal([2, 3, 224, 224], &target.device);
+    Ok(Box::new(move || {
+        let _ = model.penultimate_hidden_state(pixels.clone())?.into_data();
+        Ok(())
+    }))
+}
+
 fn faceid_pipeline(
     target: &Target,
     weights: &mut Vec<serde_json::Value>,
@@ -159,18 +197,7 @@ fn faceid_pipeline(
         None,
     )?;
     for part in sd.memory() {
-        // The VAE stays f32 in every precision.
-        let half = if part.name == "vae" {
-            part.bytes
-        } else {
-            part.parameters * Precision::F16.bytes()
-        };
-        weights.push(serde_json::json!({
-            "name": part.name,
-            "parameters": part.parameters,
-            "mib": part.mib(),
-            "mib_f16": half as f64 / (1024.0 * 1024.0),
-        }));
+        report_weights(&part, weights);
     }
     let pack = models.join("insightface/models/buffalo_l");
     let faces = FaceEncoder::new(
@@ -238,6 +265,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Ok(())
             })
         }
+        "clip-vision" => clip_vision(&target, &mut weights)?,
         "loop-20" => loop_20(&target)?,
         "faceid-pipeline" => faceid_pipeline(&target, &mut weights)?,
         other => return Err(format!("unknown workload '{other}'").into()),

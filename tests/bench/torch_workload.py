@@ -49,6 +49,10 @@ building and loading included. Workloads:
   and conversion to a PIL image.
 - `vae-decode-64`: the full-size VAE decoder on a latent [1, 4, 64, 64] (a 512 x 512 image).
 - `text-encode`: the full-size CLIP text encoder on token ids [2, 77] (all 49406).
+- `clip-vision`: the FaceID Plus image encoder, CLIP ViT-H/14 (`CLIPVisionModelWithProjection`
+  of weights/configs/image_encoder, transformers' default random initialisation), on pixel values
+  [2, 3, 224, 224], to `hidden_states[-2]` as the reference reads it
+  (`image_encoder(pixels, output_hidden_states=True).hidden_states[-2]`, which runs every layer).
 """
 
 import contextlib
@@ -243,6 +247,16 @@ def main() -> None:
             model = CLIPTextModel(CLIPTextConfig.from_pretrained(CONFIGS / "text_encoder")).eval()
             ids = torch.full((2, 77), 49406, dtype=torch.long)
             work = lambda: model(ids).last_hidden_state
+        elif workload == "clip-vision":
+            from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+            config = CLIPVisionConfig.from_pretrained(ROOT / "weights" / "configs" / "image_encoder")
+            model = CLIPVisionModelWithProjection(config).eval()
+            pixels = torch.randn(2, 3, 224, 224)
+            work = lambda: model(pixels, output_hidden_states=True).hidden_states[-2]
+
+            def check(hidden):
+                assert hidden.shape == (2, 257, 1280), hidden.shape
         else:
             raise SystemExit(f"unknown workload {workload!r}")
         result = (warmup or work)()

@@ -202,6 +202,7 @@ fn bench(args: &[String]) -> Result<(), String> {
             "unet-96",
             "vae-decode-64",
             "text-encode",
+            "clip-vision",
             "faceid-pipeline",
         ]
         .map(String::from)
@@ -229,7 +230,8 @@ fn bench(args: &[String]) -> Result<(), String> {
         "--examples",
     ]))?;
     let ours = root().join("target/debug/examples/bench_workload");
-    let weights = std::cell::RefCell::new(Vec::new());
+    // Per workload that reports them: the weights each component keeps on the device.
+    let weights = std::cell::RefCell::new(Vec::<(String, Vec<serde_json::Value>)>::new());
     let measure = |command: &mut Command| -> Result<(Vec<f64>, f64), String> {
         let output = command
             .output()
@@ -249,7 +251,11 @@ fn bench(args: &[String]) -> Result<(), String> {
             .map(|t| t.iter().filter_map(|v| v.as_f64()).collect())
             .unwrap_or_default();
         if let Some(parts) = value["weights"].as_array().filter(|p| !p.is_empty()) {
-            *weights.borrow_mut() = parts.clone();
+            let workload = value["workload"].as_str().unwrap_or("?").to_string();
+            let mut all = weights.borrow_mut();
+            if !all.iter().any(|(w, _)| *w == workload) {
+                all.push((workload, parts.clone()));
+            }
         }
         Ok((times, value["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)))
     };
@@ -295,16 +301,13 @@ fn bench(args: &[String]) -> Result<(), String> {
     for row in table {
         println!("{row}");
     }
-    let weights = weights.into_inner();
-    if !weights.is_empty() {
-        println!(
-            "\nWeights on the device, FaceID pipeline (1_5-v1 / 1_5-auraface-v1 share them):\n"
-        );
+    for (workload, parts) in weights.into_inner() {
+        println!("\nWeights on the device, {workload}:\n");
         println!("| component | parameters | f32 | f16 (VAE kept f32) |");
         println!("|---|---|---|---|");
         let mib = |part: &serde_json::Value, key: &str| part[key].as_f64().unwrap_or(f64::NAN);
         let (mut all, mut half) = (0.0, 0.0);
-        for part in &weights {
+        for part in &parts {
             let (f32_mib, f16_mib) = (mib(part, "mib"), mib(part, "mib_f16"));
             all += f32_mib;
             half += f16_mib;
