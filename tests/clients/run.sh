@@ -25,13 +25,17 @@ fi
 
 tmp="$(mktemp -d)"
 server_pid=""
-stop_server() {
+kill_server() {
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill -INT "$server_pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
   fi
+  server_pid=""
+}
+stop_server() {
+  kill_server
   rm -rf "$tmp"
 }
 trap stop_server EXIT
@@ -43,21 +47,33 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -addext "keyUsage=critical,digitalSignature,keyCertSign" -addext "extendedKeyUsage=serverAuth" \
   -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
 
-port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-mkdir -p "$tmp/hf" "$tmp/files"
-HF_HUB_OFFLINE=1 HF_HOME="$tmp/hf" "$bin" serve --bind "127.0.0.1:$port" \
-  --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" --files-dir "$tmp/files" \
-  --base-model tests/data/sd/tiny-a --ip-adapter tests/data/faceid/ip-adapter-faceid_tiny.bin \
-  --recognizer tests/data/face/arcface_r50_bn.onnx --api-key testkey \
-  --allow-fetch-host 127.0.0.1 2>"$tmp/server.log" &  # 127.0.0.1: the Python test's webhook receiver
-server_pid=$!
-for _ in $(seq 600); do
-  grep -q "^serving " "$tmp/server.log" && break
-  kill -0 "$server_pid" 2>/dev/null || { echo "server exited:" >&2; cat "$tmp/server.log" >&2; exit 1; }
-  sleep 0.2
-done
-grep -q "^serving " "$tmp/server.log" || { echo "server not ready after 120 s" >&2; cat "$tmp/server.log" >&2; exit 1; }
-echo "server ready on https://127.0.0.1:$port ($((SECONDS - started)) s)"
+free_port() {
+  "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# The Python test's webhook receiver listens here; the server may post to this host:port only.
+hook_port="$(free_port)"
+
+start_server() { # log name, then the model options of `faceid serve`
+  local log="$tmp/$1.log"
+  shift
+  port="$(free_port)"
+  mkdir -p "$tmp/hf" "$tmp/files"
+  HF_HUB_OFFLINE=1 HF_HOME="$tmp/hf" "$bin" serve --bind "127.0.0.1:$port" \
+    --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem" --files-dir "$tmp/files" \
+    --recognizer tests/data/face/arcface_r50_bn.onnx --api-key testkey \
+    --allow-fetch-host "127.0.0.1:$hook_port" "$@" 2>"$log" &
+  server_pid=$!
+  for _ in $(seq 600); do
+    grep -q "^serving " "$log" && break
+    kill -0 "$server_pid" 2>/dev/null || { echo "server exited:" >&2; cat "$log" >&2; exit 1; }
+    sleep 0.2
+  done
+  grep -q "^serving " "$log" || { echo "server not ready after 120 s" >&2; cat "$log" >&2; exit 1; }
+  echo "server ($*) ready on https://127.0.0.1:$port ($((SECONDS - started)) s)"
+}
+
+start_server server --base-model tests/data/sd/tiny-a \
+  --ip-adapter tests/data/faceid/ip-adapter-faceid_tiny.bin
 
 status=0
 run_suite() { # name, command...
@@ -67,15 +83,41 @@ run_suite() { # name, command...
   echo "$name: exit $rc in $((SECONDS - t)) s" >>"$tmp/summary"
   [[ $rc -eq 0 ]] || status=1
 }
-run_suite python env FAL_KEY=testkey FAL_RUN_HOST="127.0.0.1:$port" \
-  FAL_QUEUE_RUN_HOST="127.0.0.1:$port/queue" SSL_CERT_FILE="$tmp/cert.pem" \
-  "$venv/bin/python" "$here/test_python_client.py"
-run_suite js env FAL_KEY=testkey FACEID_URL="https://127.0.0.1:$port" \
-  NODE_EXTRA_CA_CERTS="$tmp/cert.pem" node "$here/test_js_client.mjs"
+run_clients() { # suite name suffix, then extra environment (FACEID_MODEL_TYPE=...)
+  run_suite "python$1" env FAL_KEY=testkey FAL_RUN_HOST="127.0.0.1:$port" \
+    FAL_QUEUE_RUN_HOST="127.0.0.1:$port/queue" SSL_CERT_FILE="$tmp/cert.pem" \
+    FACEID_WEBHOOK_PORT="$hook_port" "${@:2}" \
+    "$venv/bin/python" "$here/test_python_client.py"
+  run_suite "js$1" env FAL_KEY=testkey FACEID_URL="https://127.0.0.1:$port" \
+    NODE_EXTRA_CA_CERTS="$tmp/cert.pem" "${@:2}" node "$here/test_js_client.mjs"
+}
+run_clients ""
+kill_server
+
+# The other model types on their tiny models, a server each (local files name one adapter): the
+# generating checks of both clients with `model_type` set.
+model_type_clients() { # model type, then its model options of `faceid serve`
+  local model_type=$1
+  shift
+  start_server "server-$model_type" --model-type "$model_type" "$@"
+  run_clients "-$model_type" FACEID_MODEL_TYPE="$model_type"
+  kill_server
+}
+plus=tests/data/faceid_plus
+sdxl=tests/data/sdxl
+vit=tests/data/clip_vision/tiny-vit
+model_type_clients 1_5-v1-plus --base-model "$plus/tiny-sd128" \
+  --ip-adapter "$plus/ip-adapter-faceid-plus_tiny.bin" --image-encoder "$vit"
+model_type_clients 1_5-v2-plus --base-model "$plus/tiny-sd128" \
+  --ip-adapter "$plus/ip-adapter-faceid-plusv2_tiny.bin" --image-encoder "$vit"
+model_type_clients SDXL-v1 --base-model "$sdxl/tiny-xl" \
+  --ip-adapter "$sdxl/ip-adapter-faceid_sdxl_tiny.bin"
+model_type_clients SDXL-v2-plus --base-model "$sdxl/tiny-xl" \
+  --ip-adapter "$sdxl/ip-adapter-faceid-plusv2_sdxl_tiny.bin" --image-encoder "$vit"
 
 echo
 echo "== summary =="
-grep -h -E "^(PASS|FAIL) " "$tmp/python.out" "$tmp/js.out" | cut -c1-300 || true
+grep -h -E "^(PASS|FAIL) " "$tmp"/python*.out "$tmp"/js*.out | cut -c1-300 || true
 cat "$tmp/summary"
 echo "total: $((SECONDS - started)) s, $([[ $status -eq 0 ]] && echo OK || echo FAILED)"
 if [[ $status -ne 0 ]]; then

@@ -2,7 +2,9 @@
 //
 // Env: FACEID_URL (e.g. https://127.0.0.1:PORT), FAL_KEY, and NODE_EXTRA_CA_CERTS=<the
 // server's certificate> for https. The client's fal.run / queue.fal.run URLs are rewritten to
-// FACEID_URL by a request middleware; the client itself is used unmodified.
+// FACEID_URL by a request middleware; the client itself is used unmodified. With
+// FACEID_MODEL_TYPE set, every request names that `model_type` and only the generating checks
+// run (`fal.run`, `subscribe`).
 // Prints one PASS/FAIL line per check; exits 1 if any failed.
 
 import assert from "node:assert/strict";
@@ -30,7 +32,10 @@ function client(credentials) {
 
 const fal = client(process.env.FAL_KEY);
 
+const MODEL_TYPE = process.env.FACEID_MODEL_TYPE;
+
 const input = (seed, extra = {}) => ({
+  ...(MODEL_TYPE ? { model_type: MODEL_TYPE } : {}),
   prompt: "a photo of an astronaut",
   face_image_url: FACE,
   num_inference_steps: 1,
@@ -166,8 +171,13 @@ const tests = {
   },
 };
 
+const GENERATING = ["fal.run", "subscribe(logs, polling)", "subscribe(logs, streaming)"];
+const selected = Object.entries(tests)
+  .filter(([name]) => !MODEL_TYPE || GENERATING.includes(name))
+  .map(([name, test]) => [MODEL_TYPE ? `${name} [${MODEL_TYPE}]` : name, test]);
+
 let failed = 0;
-for (const [name, test] of Object.entries(tests)) {
+for (const [name, test] of selected) {
   const start = performance.now();
   const secs = () => ((performance.now() - start) / 1000).toFixed(1);
   try {

@@ -2,7 +2,10 @@
 
 Needs, before `import fal_client`: FAL_KEY, FAL_RUN_HOST=127.0.0.1:PORT,
 FAL_QUEUE_RUN_HOST=127.0.0.1:PORT/queue and SSL_CERT_FILE=<the server's certificate>
-(run.sh sets them). Prints one PASS/FAIL line per check; exits 1 if any failed.
+(run.sh sets them), and FACEID_WEBHOOK_PORT, the port the server may post webhooks to. With
+FACEID_MODEL_TYPE set, every request names that `model_type` and only
+the generating checks run (`run`, `subscribe`). Prints one PASS/FAIL line per check; exits 1 if
+any failed.
 """
 
 import asyncio
@@ -22,6 +25,7 @@ import httpx
 APP = "fal-ai/ip-adapter-face-id"
 ROOT = Path(__file__).resolve().parents[2]
 FACE = fal_client.encode_file(ROOT / "tests/data/faces/astronaut.png")
+MODEL_TYPE = os.environ.get("FACEID_MODEL_TYPE")
 
 
 def args(seed, steps=1, **extra):
@@ -33,6 +37,7 @@ def args(seed, steps=1, **extra):
         "width": 512,
         "height": 512,
         "seed": seed,
+        **({"model_type": MODEL_TYPE} if MODEL_TYPE else {}),
         **extra,
     }
 
@@ -77,7 +82,8 @@ def webhook_receiver():
         def log_message(self, *_):
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Hook)
+    # The server posts only to the host:port it allows (run.sh passes the same port to both).
+    server = HTTPServer(("127.0.0.1", int(os.environ.get("FACEID_WEBHOOK_PORT", "0"))), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}/hook", received
 
@@ -190,7 +196,10 @@ TESTS = [
 
 def main():
     failed = 0
-    for name, test in TESTS:
+    tests = TESTS
+    if MODEL_TYPE:
+        tests = [(f"{name} [{MODEL_TYPE}]", test) for name, test in TESTS if test in (test_run, test_subscribe_logs)]
+    for name, test in tests:
         start = time.monotonic()
         try:
             test()
