@@ -12,6 +12,12 @@
 //! - `clip-vision`: the CLIP ViT-H/14 image encoder of the FaceID Plus model types
 //!   (`weights/configs/image_encoder`) on two 224×224 images, to the penultimate hidden state
 //!   the Plus projection reads.
+//! - `sdxl-unet-128`: one classifier-free-guidance step of the SDXL UNet
+//!   (`weights/configs/sdxl/unet`) at 1024×1024 (batch 2, 128×128 latents, 77 tokens of width
+//!   2048, the pooled embedding and size ids of its added conditioning, timestep 981).
+//! - `sdxl-text-encode`: SDXL's two text encoders (CLIP ViT-L/14 and OpenCLIP ViT-bigG/14) on
+//!   ids [2, 77]: both penultimate hidden states and the second one's pooled projection, as its
+//!   prompt encoding reads them.
 //! - `loop-20`: 20 DDIM steps of the guidance loop at 64×64 (one time per loop), on the diffusers
 //!   folder `tests/bench/gen_models.py` writes.
 //! - `faceid-pipeline`: the whole FaceID pipeline at 512×512 as an application runs it: load the
@@ -25,8 +31,8 @@
 //! where and how the UNet, text encoder and adapter run; the VAE is always f32. Every timing
 //! ends with a read-back of the result, so GPU work is finished inside it.
 //!
-//! `faceid-pipeline` and `clip-vision` also report the weights each component keeps on the
-//! device (`weights`: name, parameters, MiB as loaded, MiB in f16).
+//! `faceid-pipeline`, `clip-vision` and the SDXL workloads also report the weights each
+//! component keeps on the device (`weights`: name, parameters, MiB as loaded, MiB in f16).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -43,7 +49,7 @@ use faceid::face::{
 };
 use faceid::pipeline::{AdapterOptions, FaceCrop, FaceEncoder, PlusOptions, SchedulerKind};
 use faceid::scheduler::SchedulerConfig;
-use faceid::unet::{Conditioning, UNet2DConditionModel, UNetConfig};
+use faceid::unet::{Conditioning, TextTime, UNet2DConditionModel, UNetConfig};
 use faceid::vae::{AutoencoderKL, VaeConfig};
 use faceid::{GenerateRequest, StableDiffusion};
 
@@ -121,6 +127,63 @@ fn unet_step(side: usize, ip: bool, target: &Target) -> Result<Work, Box<dyn std
     Ok(Box::new(move || {
         let out = unet.forward(sample.clone(), 981.0, &conditioning)?;
         let _ = out.into_data();
+        Ok(())
+    }))
+}
+
+fn sdxl_configs() -> PathBuf {
+    root().join("weights/configs/sdxl")
+}
+
+fn sdxl_unet_step(
+    target: &Target,
+    weights: &mut Vec<serde_json::Value>,
+) -> Result<Work, Box<dyn std::error::Error>> {
+    let device = &target.device;
+    let unet = UNet2DConditionModel::load(
+        &target.weights(),
+        UNetConfig::from_file(&sdxl_configs().join("unet/config.json"))?,
+    )?;
+    report_weights(&ComponentMemory::of("unet", &unet), weights);
+    let sample = normal([2, 4, 128, 128], device);
+    let conditioning =
+        Conditioning::text(normal([2, 77, 2048], device)).with_text_time(Some(TextTime {
+            text_embeds: normal([2, 1280], device),
+            time_ids: vec![[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]; 2],
+        }));
+    Ok(Box::new(move || {
+        let out = unet.forward(sample.clone(), 981.0, &conditioning)?;
+        let _ = out.into_data();
+        Ok(())
+    }))
+}
+
+fn sdxl_text_encode(
+    target: &Target,
+    report: &mut Vec<serde_json::Value>,
+) -> Result<Work, Box<dyn std::error::Error>> {
+    let weights = target.weights();
+    // SDXL's first encoder is a plain `CLIPTextModel` (random weights would offer a projection).
+    let mut first: ClipTextConfig =
+        faceid::core::config::read_json(&configs().join("text_encoder/config.json"))?;
+    first.projection_dim = None;
+    let second: ClipTextConfig =
+        faceid::core::config::read_json(&sdxl_configs().join("text_encoder_2/config.json"))?;
+    let encoders = [
+        ClipTextModel::load(&weights, &first)?,
+        ClipTextModel::load(&weights, &second)?,
+    ];
+    report_weights(&ComponentMemory::of("text_encoder", &encoders[0]), report);
+    report_weights(&ComponentMemory::of("text_encoder_2", &encoders[1]), report);
+    let ids = vec![vec![49406u32; 77]; 2];
+    Ok(Box::new(move || {
+        for encoder in &encoders {
+            let out = encoder.encode_hidden(&ids, 1)?;
+            let _ = out.hidden_states.into_data();
+            if let Some(pooled) = out.text_embeds {
+                let _ = pooled.into_data();
+            }
+        }
         Ok(())
     }))
 }
@@ -266,6 +329,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
         }
         "clip-vision" => clip_vision(&target, &mut weights)?,
+        "sdxl-unet-128" => sdxl_unet_step(&target, &mut weights)?,
+        "sdxl-text-encode" => sdxl_text_encode(&target, &mut weights)?,
         "loop-20" => loop_20(&target)?,
         "faceid-pipeline" => faceid_pipeline(&target, &mut weights)?,
         other => return Err(format!("unknown workload '{other}'").into()),

@@ -49,6 +49,15 @@ building and loading included. Workloads:
   and conversion to a PIL image.
 - `vae-decode-64`: the full-size VAE decoder on a latent [1, 4, 64, 64] (a 512 x 512 image).
 - `text-encode`: the full-size CLIP text encoder on token ids [2, 77] (all 49406).
+- `sdxl-unet-128`: one forward pass of the full-size SDXL UNet (weights/configs/sdxl/unet,
+  diffusers' default random initialisation): sample [2, 4, 128, 128] (a guidance pair at
+  1024 px), timestep 981, text context [2, 77, 2048], `added_cond_kwargs` text_embeds [2, 1280]
+  and time_ids [2, 6] = (1024, 1024, 0, 0, 1024, 1024).
+- `sdxl-text-encode`: SDXL's prompt encoding on ids [2, 77] (all 49406) as diffusers'
+  `StableDiffusionXLPipeline.encode_prompt` runs it: `CLIPTextModel` (weights/configs/sd15/
+  text_encoder) and `CLIPTextModelWithProjection` (weights/configs/sdxl/text_encoder_2), each
+  with `output_hidden_states=True`, reading `hidden_states[-2]` of both and the second's
+  `text_embeds`.
 - `clip-vision`: the FaceID Plus image encoder, CLIP ViT-H/14 (`CLIPVisionModelWithProjection`
   of weights/configs/image_encoder, transformers' default random initialisation), on pixel values
   [2, 3, 224, 224], to `hidden_states[-2]` as the reference reads it
@@ -247,6 +256,30 @@ def main() -> None:
             model = CLIPTextModel(CLIPTextConfig.from_pretrained(CONFIGS / "text_encoder")).eval()
             ids = torch.full((2, 77), 49406, dtype=torch.long)
             work = lambda: model(ids).last_hidden_state
+        elif workload == "sdxl-unet-128":
+            from diffusers import UNet2DConditionModel
+
+            sdxl = ROOT / "weights" / "configs" / "sdxl"
+            model = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(sdxl / "unet")).eval()
+            sample = torch.randn(2, 4, 128, 128)
+            context = torch.randn(2, 77, 2048)
+            cond = {
+                "text_embeds": torch.randn(2, 1280),
+                "time_ids": torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]] * 2),
+            }
+            work = lambda: model(sample, 981, encoder_hidden_states=context, added_cond_kwargs=cond).sample
+        elif workload == "sdxl-text-encode":
+            from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+            sdxl = ROOT / "weights" / "configs" / "sdxl"
+            first = CLIPTextModel(CLIPTextConfig.from_pretrained(CONFIGS / "text_encoder")).eval()
+            second = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(sdxl / "text_encoder_2")).eval()
+            ids = torch.full((2, 77), 49406, dtype=torch.long)
+
+            def work():
+                h1 = first(ids, output_hidden_states=True).hidden_states[-2]
+                out = second(ids, output_hidden_states=True)
+                return h1, out.hidden_states[-2], out.text_embeds
         elif workload == "clip-vision":
             from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
