@@ -94,3 +94,51 @@ fn sdxl_unet_runs_one_guidance_step() {
         faceid::core::testing::peak_rss_mib().unwrap_or(f64::NAN)
     );
 }
+
+/// Loading the full-size SDXL UNet from its f32 safetensors file (written by
+/// `tests/bench/gen_sdxl_unet.py DIR`, named by `FACEID_SDXL_UNET=DIR`): the file is mapped and
+/// each tensor's pages are released once uploaded, so resident memory never holds a second copy
+/// of the weights; then one guidance step at 1024×1024.
+#[test]
+fn sdxl_unet_loads_from_its_file_with_one_copy_of_the_weights() {
+    let dir = PathBuf::from(std::env::var("FACEID_SDXL_UNET").expect(
+        "FACEID_SDXL_UNET=DIR: the folder `python tests/bench/gen_sdxl_unet.py DIR` writes",
+    ));
+    let device = faceid::core::Device::flex();
+    let before = faceid::core::testing::peak_rss_mib().unwrap();
+    let start = Instant::now();
+    let unet = UNet2DConditionModel::from_dir(&dir, &device).unwrap();
+    let load = start.elapsed();
+    let loaded = faceid::core::testing::peak_rss_mib().unwrap();
+    let weights_mib = faceid::core::ComponentMemory::of("unet", &unet).mib();
+    let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+    let conditioning = Conditioning::text(Tensor::<3>::random([2, 77, 2048], normal, &device))
+        .with_text_time(Some(TextTime {
+            text_embeds: Tensor::<2>::random([2, 1280], normal, &device),
+            time_ids: vec![[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]; 2],
+        }));
+    let sample = Tensor::<4>::random([2, 4, 128, 128], normal, &device);
+    let start = Instant::now();
+    let values: Vec<f32> = unet
+        .forward(sample, 981.0, &conditioning)
+        .unwrap()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    let step = start.elapsed();
+    assert!(
+        values.iter().all(|v| v.is_finite()),
+        "non-finite UNet output"
+    );
+    let stepped = faceid::core::testing::peak_rss_mib().unwrap();
+    eprintln!(
+        "SDXL UNet from {}: {weights_mib:.0} MiB of f32 weights loaded in {load:.2?}, peak RSS {before:.0} MiB before, {loaded:.0} MiB after loading, {stepped:.0} MiB after a batch-2 128x128 step ({step:.2?})",
+        dir.display()
+    );
+    // A second copy would add another ~9.6 GiB; allow the process, a few tensors in flight and
+    // the allocator's slack.
+    assert!(
+        loaded - before < weights_mib + 1024.0,
+        "loading peaked at {:.0} MiB over the start for {weights_mib:.0} MiB of weights",
+        loaded - before
+    );
+}
