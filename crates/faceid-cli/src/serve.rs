@@ -117,6 +117,9 @@ pub struct ServeArgs {
     /// Load the models on the first request instead of at start.
     #[arg(long, env = "FACEID_LAZY")]
     lazy: bool,
+    /// Serve no playground page at `/` (the API is unchanged).
+    #[arg(long, env = "FACEID_NO_PLAYGROUND")]
+    no_playground: bool,
     /// A base model repository requests may name in base_1_5_model_repo /
     /// base_sdxl_model_repo (repeatable, or comma-separated in the variable). Default: the
     /// model types' own (SG161222/Realistic_Vision_V4.0_noVAE, SG161222/RealVisXL_V3.0). A
@@ -227,6 +230,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             refused_body_drain: args.refused_body_drain_mib << 20,
         },
         data_dir: args.data_dir,
+        playground: !args.no_playground,
         webhooks: WebhookPolicy {
             attempts: args.webhook_attempts,
             concurrency: args.webhook_concurrency,

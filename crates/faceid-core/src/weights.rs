@@ -244,6 +244,34 @@ impl Weights {
         ))
     }
 
+    /// The tensor names of a checkpoint file, read without its data: safetensors by the
+    /// `.safetensors` extension, a PyTorch checkpoint otherwise (names as [`Self::from_pytorch`]
+    /// gives them).
+    pub fn names_in_file(path: &Path) -> Result<Vec<String>, WeightError> {
+        let format = |reason: String| WeightError::Format {
+            path: path.to_owned(),
+            reason,
+        };
+        if path.extension().and_then(|e| e.to_str()) == Some("safetensors") {
+            let handle = File::open(path).map_err(|source| WeightError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            // SAFETY: read-only map, only the header is read (see `from_safetensors`).
+            let map = unsafe { Mmap::map(&handle) }.map_err(|source| WeightError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            let (_, metadata) =
+                SafeTensors::read_metadata(&map).map_err(|e| format(e.to_string()))?;
+            Ok(metadata.tensors().into_keys().collect())
+        } else {
+            let reader = burn_store::pytorch_reader::PytorchReader::new(path)
+                .map_err(|e| format(e.to_string()))?;
+            Ok(reader.keys())
+        }
+    }
+
     /// Reads a PyTorch checkpoint (`torch.save` output: the zip format or the legacy pickle, as
     /// `.bin`, `.pt`, `.pth`) without Python. Nested dictionaries give dotted names
     /// (`{"image_proj": {"proj.0.weight": ..}}` → `image_proj.proj.0.weight`).

@@ -93,6 +93,22 @@ fn open(path: &Path, device: &Device) -> Result<Weights, WeightError> {
 }
 
 impl FaceIdAdapter {
+    /// Whether the checkpoint at `path` is FaceID Plus (it has
+    /// `image_proj.perceiver_resampler.*` tensors) rather than FaceID v1, read from its tensor
+    /// names only.
+    pub fn is_plus_checkpoint(path: &Path) -> Result<bool, AdapterError> {
+        let names = Weights::names_in_file(path)?;
+        if !names.iter().any(|n| n.starts_with("image_proj.")) {
+            return Err(AdapterError::Unsupported {
+                path: path.to_owned(),
+                reason: "no `image_proj` tensors: not an IP-Adapter checkpoint".into(),
+            });
+        }
+        Ok(names
+            .iter()
+            .any(|n| n.starts_with("image_proj.perceiver_resampler.")))
+    }
+
     /// Loads the checkpoint at `path` and installs it into `unet`, in the UNet's precision.
     /// Processor `i` of the checkpoint is the `i`-th attention layer in diffusers'
     /// `attn_processors` order. The projection is FaceID Plus when the checkpoint has

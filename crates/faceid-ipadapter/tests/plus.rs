@@ -301,3 +301,41 @@ fn a_plus_checkpoint_for_another_unet_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("attention layers"), "{err}");
 }
+
+#[test]
+fn plus_checkpoints_are_told_from_their_tensor_names_alone() {
+    let faceid = data().join("../faceid");
+    let sdxl = data().join("../sdxl");
+    for (path, plus) in [
+        (data().join("ip-adapter-faceid-plus_tiny.bin"), true),
+        (data().join("ip-adapter-faceid-plusv2_tiny.bin"), true),
+        (sdxl.join("ip-adapter-faceid-plusv2_sdxl_tiny.bin"), true),
+        (sdxl.join("ip-adapter-faceid_sdxl_tiny.bin"), false),
+        (faceid.join("ip-adapter-faceid_tiny.bin"), false),
+        (faceid.join("ip-adapter-faceid_tiny.safetensors"), false),
+    ] {
+        assert_eq!(
+            FaceIdAdapter::is_plus_checkpoint(&path).unwrap(),
+            plus,
+            "{}",
+            path.display()
+        );
+        // The names read without the data are the ones the loader gives.
+        let device = Device::flex();
+        let loaded = if path.extension().unwrap() == "bin" {
+            faceid_core::Weights::from_pytorch(&path, &device)
+        } else {
+            faceid_core::Weights::from_safetensors(std::slice::from_ref(&path), &device)
+        };
+        let mut expected = loaded.unwrap().names();
+        let mut names = faceid_core::Weights::names_in_file(&path).unwrap();
+        expected.sort();
+        names.sort();
+        assert_eq!(names, expected, "{}", path.display());
+    }
+    let not_an_adapter = faceid.join("reference.safetensors");
+    assert!(matches!(
+        FaceIdAdapter::is_plus_checkpoint(&not_an_adapter),
+        Err(AdapterError::Unsupported { .. })
+    ));
+}

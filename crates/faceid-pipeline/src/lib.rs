@@ -31,7 +31,7 @@ pub use assemble::{
 pub use error::PipelineError;
 pub use face_conditioning::{CLIP_EMBEDS, FaceConditioning, FaceFileError, ID_EMBEDDING};
 pub use face_encoder::{ClipImageEncoder, FaceCrop, FaceEncoder};
-pub use faceid_ipadapter::{AdapterOptions, LoraSource, PlusOptions};
+pub use faceid_ipadapter::{AdapterOptions, FaceIdAdapter, LoraSource, PlusOptions};
 pub use faceid_scheduler::SchedulerKind;
 pub use image_io::{grid, to_rgb_images};
 pub use prompt::{PromptEmbeds, PromptEncoder};

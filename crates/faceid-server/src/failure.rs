@@ -78,7 +78,13 @@ impl From<RequestError> for Failure {
         match e {
             RequestError::Input(e) => unprocessable(e.field, e.message, e.kind, "InputError"),
             RequestError::Face { field, error } => {
-                unprocessable(field, error.to_string(), "face_error", "FaceError")
+                // No face is the input's fault in a way the caller can act on (a lower
+                // `face_id_det_size`, another photo), so it has a type of its own.
+                let kind = match error {
+                    FaceError::NoFace { .. } | FaceError::NoFaceInAny { .. } => "no_face",
+                    _ => "face_error",
+                };
+                unprocessable(field, error.to_string(), kind, "FaceError")
             }
             RequestError::Model(ModelError::BaseModel { field, reason }) => {
                 unprocessable(field, reason, "value_error", "ValidationError")

@@ -4,7 +4,8 @@
 //! Routes (see `routes`): `POST /fal-ai/ip-adapter-face-id` (run and wait), `POST
 //! /queue/fal-ai/ip-adapter-face-id` (submit), `GET .../requests/{id}/status[?logs=1]`, `GET
 //! .../requests/{id}/status/stream` (server-sent events), `GET .../requests/{id}` (result),
-//! `PUT .../requests/{id}/cancel`, `GET /files/{name}`, `GET /health`, `GET /metrics`.
+//! `PUT .../requests/{id}/cancel`, `GET /files/{name}`, `GET /health`, `GET /metrics`, and the
+//! playground page at `GET /` (see `playground`).
 //! Requests wait in a bounded queue (429 when full) and run on worker threads that share the
 //! models, which are loaded once and kept. Every response carries `x-fal-request-id`.
 #![deny(missing_docs)]
@@ -20,6 +21,7 @@ mod metrics;
 mod models;
 mod openapi;
 mod output;
+mod playground;
 mod prefetch;
 mod routes;
 mod store;
@@ -75,6 +77,8 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     /// Connection count and timeouts.
     pub connections: ConnectionLimits,
+    /// Whether `GET /` serves the playground page.
+    pub playground: bool,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +98,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 << 20,
             data_dir: None,
             connections: ConnectionLimits::default(),
+            playground: true,
         }
     }
 }
@@ -205,6 +210,14 @@ impl Server {
             retention: config.retention,
         });
         let metrics = Arc::new(metrics::Metrics::default());
+        let playground = config.playground.then(|| {
+            Arc::new(playground::Playground::new(
+                &models,
+                &public_url,
+                !keys.is_open(),
+                config.max_body_bytes,
+            ))
+        });
         let runtime = tokio::runtime::Handle::current();
         let prefetcher = Arc::new(prefetch::Prefetcher::new(
             jobs.clone(),
@@ -248,7 +261,7 @@ impl Server {
             refused_body_drain: config.connections.refused_body_drain,
             prefetcher,
         });
-        let app = router(state, config.max_body_bytes);
+        let app = router(state, config.max_body_bytes, playground);
         // Results (files and completed requests) are forgotten after the retention time.
         let (sweep_files, sweep_jobs, retention) = (files.clone(), jobs.clone(), config.retention);
         tokio::spawn(async move {
@@ -394,7 +407,11 @@ impl Server {
     }
 }
 
-fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
+fn router(
+    state: Arc<routes::AppState>,
+    max_body: usize,
+    playground: Option<Arc<playground::Playground>>,
+) -> Router {
     let app = format!("/{}", routes::APP);
     let queue = format!("/queue/{}", routes::APP);
     let request = format!("{queue}/requests/{{id}}");
@@ -527,6 +544,11 @@ fn router(state: Arc<routes::AppState>, max_body: usize) -> Router {
     );
     for route in table {
         router = router.route(&route.path, route.handler);
+    }
+    if let Some(playground) = playground {
+        router = router
+            .merge(playground.routes())
+            .route("/playground/key", get(routes::key_check));
     }
     router
         .fallback(routes::not_found)

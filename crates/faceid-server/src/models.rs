@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use faceid_core::{Device, Precision};
 use faceid_fal::{DEFAULT_BASE_1_5_REPO, DEFAULT_BASE_SDXL_REPO, ModelType};
 use faceid_hub::{FetchProgress, LocalFiles, ModelRequest, Weights, check_repo_id};
 use faceid_pipeline::{
-    ClipImageEncoder, FaceCrop, FaceIdGenerator, GeneratorOptions, PipelineError, load_diffusion,
-    load_face_encoder,
+    BaseFamily, ClipImageEncoder, FaceCrop, FaceIdAdapter, FaceIdGenerator, GeneratorOptions,
+    PipelineError, ProjectionKind, StableDiffusion, load_diffusion, load_face_encoder,
 };
 
 /// Default budget for the weights the server keeps loaded, in GiB.
@@ -109,6 +109,7 @@ pub struct Models {
     precision: Precision,
     policy: ModelPolicy,
     state: Mutex<State>,
+    availability: OnceLock<Vec<(ModelType, Result<(), String>)>>,
 }
 
 /// Reports downloads and licence notices through the server's log.
@@ -141,6 +142,7 @@ impl Models {
             precision,
             policy,
             state: Mutex::new(State::default()),
+            availability: OnceLock::new(),
         }
     }
 
@@ -194,6 +196,74 @@ impl Models {
             Some(dir) => dir.display().to_string(),
             None => base_repo.to_string(),
         }
+    }
+
+    /// Whether this server can generate `model_type`, and why not: its local base model is of
+    /// the other family, its local IP-Adapter checkpoint has the other projection, or the model
+    /// type's weights are not published and no local checkpoint stands for them. Read from the
+    /// files' headers once, without loading a model.
+    pub fn availability(&self, model_type: ModelType) -> Result<(), String> {
+        let all = self.availability.get_or_init(|| {
+            ModelType::ALL
+                .into_iter()
+                .map(|m| (m, self.check_availability(m)))
+                .collect()
+        });
+        all.iter()
+            .find(|(m, _)| *m == model_type)
+            .map_or(Ok(()), |(_, a)| a.clone())
+    }
+
+    fn check_availability(&self, model_type: ModelType) -> Result<(), String> {
+        let spec = model_type.spec();
+        let family = |f: BaseFamily| match f {
+            BaseFamily::Sd15 => "SD 1.5",
+            BaseFamily::Sdxl => "SDXL",
+        };
+        if let Some(dir) = &self.local.base {
+            let found = StableDiffusion::family_of(dir)
+                .map_err(|e| format!("this server's base model cannot be read: {e}"))?;
+            if found != spec.base {
+                return Err(format!(
+                    "this server's base model is {}; {} needs an {} base model",
+                    family(found),
+                    model_type.name(),
+                    family(spec.base)
+                ));
+            }
+        }
+        match &self.local.ip_adapter {
+            Some(path) => {
+                let plus = FaceIdAdapter::is_plus_checkpoint(path).map_err(|e| {
+                    format!("this server's IP-Adapter checkpoint cannot be read: {e}")
+                })?;
+                let wanted = matches!(spec.projection, ProjectionKind::Plus { .. });
+                if plus != wanted {
+                    let kind = |plus: bool| if plus { "FaceID Plus" } else { "FaceID" };
+                    return Err(format!(
+                        "this server's IP-Adapter checkpoint is {}; {} needs a {} checkpoint",
+                        kind(plus),
+                        model_type.name(),
+                        kind(wanted)
+                    ));
+                }
+            }
+            None => {
+                let manifest = self.weights.manifest();
+                let published = manifest
+                    .model_type(model_type.name())
+                    .and_then(|entry| manifest.component(&entry.ip_adapter))
+                    .map(|c| c.published)
+                    .map_err(|e| e.to_string())?;
+                if !published {
+                    return Err(format!(
+                        "the IP-Adapter weights of {} are not published; this server needs a local checkpoint (--ip-adapter)",
+                        model_type.name()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Bytes of weights loaded now.

@@ -590,6 +590,15 @@ pub async fn metrics(State(state): Shared) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// `GET /playground/key`: 204 when the caller's key is accepted (or none is needed), 401
+/// otherwise; the playground checks a key with it before keeping it.
+pub async fn key_check(State(state): Shared, headers: HeaderMap) -> Response {
+    match authorize(&state, &headers) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(response) => response,
+    }
+}
+
 /// Any other path.
 pub async fn not_found() -> Response {
     detail(StatusCode::NOT_FOUND, "no such route", &new_id())

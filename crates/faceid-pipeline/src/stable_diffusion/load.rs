@@ -31,6 +31,12 @@ impl StableDiffusion {
         Self::from_dir_in(dir, vae, device, Precision::F32)
     }
 
+    /// The family of the diffusers folder `dir` (SD 1.x/2.x or SDXL), read from its
+    /// `model_index.json` as [`Self::from_dir`] reads it, without loading anything.
+    pub fn family_of(dir: &Path) -> Result<BaseFamily, PipelineError> {
+        Ok(ModelIndex::read(dir)?.family)
+    }
+
     /// [`Self::from_dir`] with the text encoder and UNet (and the adapters installed later) in
     /// `precision`. The VAE stays in f32, and so do the latents and the scheduler's arithmetic.
     pub fn from_dir_in(
