@@ -23,6 +23,7 @@ mod openapi;
 mod output;
 mod playground;
 mod prefetch;
+pub mod redis_queue;
 mod routes;
 mod store;
 mod time;
@@ -41,6 +42,7 @@ use axum::routing::{get, post, put};
 
 pub use conn::ConnectionLimits;
 pub use input::{FetchPolicy, InputError, UNREACHABLE, is_internal, load};
+pub use jobs::{Cancelled, Outcome, cancelled_outcome};
 pub use models::{DEFAULT_MODEL_MEMORY_GIB, Loaded, ModelError, ModelPolicy, Models};
 pub use routes::APP;
 pub use webhook::WebhookPolicy;

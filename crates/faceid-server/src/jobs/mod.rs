@@ -30,7 +30,8 @@ pub struct LogItem {
 }
 
 impl LogItem {
-    fn to_json(&self) -> Value {
+    /// As fal's status reports it.
+    pub fn to_json(&self) -> Value {
         json!({
             "message": self.message,
             "level": self.level,
@@ -434,28 +435,11 @@ impl Jobs {
                 Value::Null
             }
         };
-        Some(match &job.stage {
-            Stage::Queued => {
-                let position = inner.queue.iter().position(|q| q == id).unwrap_or(0);
-                (
-                    json!({"status": "IN_QUEUE", "queue_position": position, "logs": log_json()}),
-                    false,
-                )
-            }
-            Stage::Running => (json!({"status": "IN_PROGRESS", "logs": log_json()}), false),
-            Stage::Completed(outcome) => {
-                let mut status = json!({
-                    "status": "COMPLETED",
-                    "logs": log_json(),
-                    "metrics": {"inference_time": outcome.inference_time},
-                });
-                if let Some((message, kind)) = &outcome.error {
-                    status["error"] = json!(message);
-                    status["error_type"] = json!(kind);
-                }
-                (status, true)
-            }
-        })
+        let position = match &job.stage {
+            Stage::Queued => inner.queue.iter().position(|q| q == id).unwrap_or(0),
+            _ => 0,
+        };
+        Some(status_json(&job.stage, position, log_json()))
     }
 
     /// The outcome of a completed request visible to `key`: `Some(None)` while it is not done.
@@ -542,6 +526,30 @@ impl Jobs {
         self.lock().closed = true;
         self.work_ready.notify_all();
         self.touch();
+    }
+}
+
+/// fal's status of a request at `stage` (queue `position` when queued) with its `logs` (null
+/// when not asked for), and whether it is completed.
+pub fn status_json(stage: &Stage, position: usize, logs: Value) -> (Value, bool) {
+    match stage {
+        Stage::Queued => (
+            json!({"status": "IN_QUEUE", "queue_position": position, "logs": logs}),
+            false,
+        ),
+        Stage::Running => (json!({"status": "IN_PROGRESS", "logs": logs}), false),
+        Stage::Completed(outcome) => {
+            let mut status = json!({
+                "status": "COMPLETED",
+                "logs": logs,
+                "metrics": {"inference_time": outcome.inference_time},
+            });
+            if let Some((message, kind)) = &outcome.error {
+                status["error"] = json!(message);
+                status["error_type"] = json!(kind);
+            }
+            (status, true)
+        }
     }
 }
 

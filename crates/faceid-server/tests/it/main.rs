@@ -11,6 +11,8 @@ mod playground;
 mod plus;
 mod props;
 mod queue;
+mod redis;
 mod sdxl;
+mod shared_queue;
 mod storage;
 mod urls;

@@ -1,0 +1,506 @@
+//! The queue shared by API nodes and workers on several machines: Redis Streams with a
+//! consumer group, and Lua scripts (`scripts`) that move a request from stage to stage
+//! atomically.
+//!
+//! - Accepted = written to Redis: [`RedisQueue::submit`] returns once the request, its queue
+//!   entry and its place in the order are stored (with `appendfsync always`, on disk), or -1
+//!   when the queue holds `capacity` waiting requests across every node.
+//! - A worker takes requests with the consumer group ([`RedisQueue::claim`]); while one runs,
+//!   [`RedisQueue::heartbeat`] keeps its claim fresh. A request whose worker stopped beating
+//!   for `visibility` is reclaimed by another worker (`XAUTOCLAIM`) and run again; past
+//!   `max_deliveries` it is handed back as [`Start::Exhausted`] for the worker to complete as
+//!   failed, so a request that kills its workers does not go round for ever.
+//! - [`RedisQueue::complete`] writes the outcome, the stage and the acknowledgement in one
+//!   script and returns `true` only to the first caller, so a reclaimed request that its first
+//!   worker also finishes is completed (and its webhook sent) once.
+//! - Cancel from any node: a queued request is completed as cancelled at once; a running one is
+//!   flagged, and its worker learns it with the next log line (one per step).
+//! - Completed requests and their logs expire after `retention`.
+
+mod scripts;
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::streams::{StreamAutoClaimOptions, StreamReadOptions, StreamReadReply};
+use redis::{Commands, Script};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::jobs::{Cancelled, LogItem, Outcome, Stage, cancelled_outcome, status_json};
+
+/// The consumer group of the workers.
+const GROUP: &str = "workers";
+
+/// How the shared queue behaves.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// The prefix of every key (one Redis database can hold several queues).
+    pub prefix: String,
+    /// Most requests waiting, across every API node.
+    pub capacity: usize,
+    /// How long a running request's worker may stay silent before another worker takes it.
+    pub visibility: Duration,
+    /// Deliveries after which a request is completed as failed instead of run again.
+    pub max_deliveries: u32,
+    /// How long completed requests and their logs are kept.
+    pub retention: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            prefix: "faceid".into(),
+            capacity: 64,
+            visibility: Duration::from_secs(60),
+            max_deliveries: 3,
+            retention: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Why the shared queue failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Redis could not be reached or answered with an error.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A stored value is not what this version writes.
+    #[error("redis holds an unreadable {what} for request {id}: {reason}")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// The request.
+        id: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
+}
+
+/// A request accepted into the shared queue.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// Its id.
+    pub id: String,
+    /// The id of the key that submitted it, when keys are required.
+    pub owner: Option<String>,
+    /// The input as received.
+    pub input: Value,
+    /// `sync_mode`.
+    pub inline_images: bool,
+    /// Where to POST the result.
+    pub webhook: Option<String>,
+}
+
+/// A request a worker has taken.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The request id.
+    pub id: String,
+    /// Its stream entry (what is acknowledged and kept alive).
+    pub entry: String,
+    /// How many times it has been delivered, this time included.
+    pub deliveries: u32,
+    /// Whether it was taken over from a worker that went silent.
+    pub reclaimed: bool,
+}
+
+/// What a worker should do with a claim.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// Run it.
+    Run(NewRequest),
+    /// It was delivered more than the maximum: complete it as failed.
+    Exhausted,
+    /// It was completed or cancelled meanwhile; nothing to do.
+    Gone,
+}
+
+/// An outcome as stored in Redis.
+#[derive(Serialize, Deserialize)]
+struct StoredOutcome {
+    status_code: u16,
+    body: Value,
+    inference_time: f64,
+    error: Option<(String, String)>,
+    finished_at_ms: u64,
+}
+
+impl From<&Outcome> for StoredOutcome {
+    fn from(o: &Outcome) -> Self {
+        Self {
+            status_code: o.status_code,
+            body: o.body.clone(),
+            inference_time: o.inference_time,
+            error: o.error.clone(),
+            finished_at_ms: millis(o.finished_at),
+        }
+    }
+}
+
+impl From<StoredOutcome> for Outcome {
+    fn from(o: StoredOutcome) -> Self {
+        Self {
+            status_code: o.status_code,
+            body: o.body,
+            inference_time: o.inference_time,
+            error: o.error,
+            finished_at: UNIX_EPOCH + Duration::from_millis(o.finished_at_ms),
+        }
+    }
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The shared queue, as one node sees it.
+pub struct RedisQueue {
+    settings: QueueSettings,
+    /// Short commands.
+    conn: Mutex<redis::Connection>,
+    /// Blocking reads of the stream (a worker's own).
+    reader: Mutex<redis::Connection>,
+}
+
+impl RedisQueue {
+    /// Connects to `url` (`redis://[:password@]host:port/db`, `rediss://` for TLS) and makes
+    /// sure the stream and the workers' group exist.
+    pub fn open(url: &str, settings: QueueSettings) -> Result<Self, QueueError> {
+        let client = redis::Client::open(url)?;
+        let mut conn = client.get_connection()?;
+        let reader = client.get_connection()?;
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(key(&settings, "stream"))
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query(&mut conn);
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            other => other?,
+        }
+        Ok(Self {
+            settings,
+            conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &QueueSettings {
+        &self.settings
+    }
+
+    fn key(&self, name: &str) -> String {
+        key(&self.settings, name)
+    }
+
+    fn req(&self, id: &str) -> String {
+        self.key(&format!("req:{id}"))
+    }
+
+    fn logs(&self, id: &str) -> String {
+        self.key(&format!("logs:{id}"))
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, redis::Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether Redis answers.
+    pub fn ping(&self) -> Result<(), QueueError> {
+        Ok(redis::cmd("PING").query::<()>(&mut *self.conn())?)
+    }
+
+    /// Accepts a request; returns its queue position, or `None` when the queue is full.
+    pub fn submit(&self, request: &NewRequest) -> Result<Option<usize>, QueueError> {
+        let position: i64 = Script::new(scripts::SUBMIT)
+            .key(self.key("waiting"))
+            .key(self.key("seq"))
+            .key(self.req(&request.id))
+            .key(self.key("stream"))
+            .arg(self.settings.capacity)
+            .arg(&request.id)
+            .arg(request.owner.as_deref().unwrap_or(""))
+            .arg(request.input.to_string())
+            .arg(u8::from(request.inline_images))
+            .arg(request.webhook.as_deref().unwrap_or(""))
+            .arg(self.key("events"))
+            .invoke(&mut *self.conn())?;
+        Ok((position >= 0).then_some(position as usize))
+    }
+
+    /// Takes up to `max` requests for `worker`: first those whose worker went silent for
+    /// longer than the visibility timeout, then new ones, waiting up to `block` for them.
+    pub fn claim(
+        &self,
+        worker: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Claim>, QueueError> {
+        let stream = self.key("stream");
+        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let stale: redis::streams::StreamAutoClaimReply = reader.xautoclaim_options(
+            &stream,
+            GROUP,
+            worker,
+            self.settings.visibility.as_millis() as u64,
+            "0-0",
+            StreamAutoClaimOptions::default().count(max),
+        )?;
+        let mut claims: Vec<(String, String, bool)> = stale
+            .claimed
+            .into_iter()
+            .filter_map(|e| Some((e.get::<String>("id")?, e.id, true)))
+            .collect();
+        if claims.is_empty() {
+            let options = StreamReadOptions::default()
+                .group(GROUP, worker)
+                .count(max)
+                .block(block.as_millis().max(1) as usize);
+            let read: Option<StreamReadReply> =
+                reader.xread_options(&[&stream], &[">"], &options)?;
+            for key in read.map(|r| r.keys).unwrap_or_default() {
+                for entry in key.ids {
+                    if let Some(id) = entry.get::<String>("id") {
+                        claims.push((id, entry.id, false));
+                    }
+                }
+            }
+        }
+        drop(reader);
+        Ok(claims
+            .into_iter()
+            .map(|(id, entry, reclaimed)| Claim {
+                id,
+                entry,
+                deliveries: 0,
+                reclaimed,
+            })
+            .collect())
+    }
+
+    /// Marks a claimed request running on `worker` and returns what to do with it (its
+    /// `deliveries` are counted here).
+    pub fn start(&self, worker: &str, claim: &mut Claim) -> Result<Start, QueueError> {
+        let reply: Vec<redis::Value> = Script::new(scripts::START)
+            .key(self.req(&claim.id))
+            .key(self.key("waiting"))
+            .key(self.key("running"))
+            .key(self.key("stream"))
+            .arg(&claim.id)
+            .arg(worker)
+            .arg(self.settings.max_deliveries)
+            .arg(GROUP)
+            .arg(&claim.entry)
+            .arg(millis(SystemTime::now()))
+            .arg(self.key("events"))
+            .invoke(&mut *self.conn())?;
+        let int = |i: usize| match reply.get(i) {
+            Some(redis::Value::Int(n)) => *n,
+            _ => 0,
+        };
+        let text = |i: usize| match reply.get(i) {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        claim.deliveries = int(1) as u32;
+        Ok(match int(0) {
+            1 => {
+                let input = serde_json::from_str(&text(2)).map_err(|e| QueueError::Corrupt {
+                    what: "input",
+                    id: claim.id.clone(),
+                    reason: e.to_string(),
+                })?;
+                let owner = text(3);
+                let webhook = text(5);
+                Start::Run(NewRequest {
+                    id: claim.id.clone(),
+                    owner: (!owner.is_empty()).then_some(owner),
+                    input,
+                    inline_images: text(4) == "1",
+                    webhook: (!webhook.is_empty()).then_some(webhook),
+                })
+            }
+            -1 => Start::Exhausted,
+            _ => Start::Gone,
+        })
+    }
+
+    /// Keeps the claims of `worker` on these entries fresh, so that no other worker takes them.
+    pub fn heartbeat(&self, worker: &str, entries: &[&str]) -> Result<(), QueueError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        redis::cmd("XCLAIM")
+            .arg(self.key("stream"))
+            .arg(GROUP)
+            .arg(worker)
+            .arg(0)
+            .arg(entries)
+            .arg("JUSTID")
+            .query::<()>(&mut *self.conn())?;
+        Ok(())
+    }
+
+    /// Adds a log line to a running request; returns whether it was asked to stop.
+    pub fn log(&self, id: &str, level: &'static str, message: String) -> Result<bool, QueueError> {
+        let line = LogItem {
+            message,
+            level,
+            at: SystemTime::now(),
+        }
+        .to_json();
+        let cancel: i64 = Script::new(scripts::LOG)
+            .key(self.req(id))
+            .key(self.logs(id))
+            .arg(line.to_string())
+            .arg(self.key("events"))
+            .arg(id)
+            .invoke(&mut *self.conn())?;
+        Ok(cancel == 1)
+    }
+
+    /// Completes a request with `outcome` and acknowledges its entry (`entry`: none for a
+    /// request never claimed); returns `true` only for the first completion.
+    pub fn complete(
+        &self,
+        id: &str,
+        entry: Option<&str>,
+        outcome: &Outcome,
+    ) -> Result<bool, QueueError> {
+        let stored =
+            serde_json::to_string(&StoredOutcome::from(outcome)).expect("an outcome serializes");
+        let first: i64 = Script::new(scripts::COMPLETE)
+            .key(self.req(id))
+            .key(self.key("running"))
+            .key(self.logs(id))
+            .key(self.key("stream"))
+            .arg(id)
+            .arg(stored)
+            .arg(self.settings.retention.as_millis() as u64)
+            .arg(GROUP)
+            .arg(entry.unwrap_or(""))
+            .arg(self.key("events"))
+            .invoke(&mut *self.conn())?;
+        Ok(first == 1)
+    }
+
+    /// Cancels a request visible to `key`.
+    pub fn cancel(&self, id: &str, key: Option<&str>) -> Result<Cancelled, QueueError> {
+        let outcome = serde_json::to_string(&StoredOutcome::from(&cancelled_outcome()))
+            .expect("an outcome serializes");
+        let line = LogItem {
+            message: "cancelled before it started".into(),
+            level: "INFO",
+            at: SystemTime::now(),
+        }
+        .to_json();
+        let answer: String = Script::new(scripts::CANCEL)
+            .key(self.req(id))
+            .key(self.key("waiting"))
+            .key(self.logs(id))
+            .arg(id)
+            .arg(key.unwrap_or(""))
+            .arg(outcome)
+            .arg(self.settings.retention.as_millis() as u64)
+            .arg(line.to_string())
+            .arg(self.key("events"))
+            .invoke(&mut *self.conn())?;
+        Ok(match answer.as_str() {
+            "requested" => Cancelled::Requested,
+            "dequeued" => Cancelled::Dequeued,
+            "already_completed" => Cancelled::AlreadyCompleted,
+            _ => Cancelled::NotFound,
+        })
+    }
+
+    /// The stage of a request visible to `key`, its queue position, and its log lines when
+    /// asked for (`None`: no such request for this key).
+    fn read(
+        &self,
+        id: &str,
+        key: Option<&str>,
+        logs: bool,
+    ) -> Result<Option<(Stage, usize, Vec<Value>)>, QueueError> {
+        let reply: Vec<String> = Script::new(scripts::STATUS)
+            .key(self.req(id))
+            .key(self.key("waiting"))
+            .key(self.logs(id))
+            .arg(id)
+            .arg(key.unwrap_or(""))
+            .arg(u8::from(logs))
+            .invoke(&mut *self.conn())?;
+        let Some((stage, rest)) = reply.split_first() else {
+            return Ok(None);
+        };
+        let corrupt = |what: &'static str, reason: String| QueueError::Corrupt {
+            what,
+            id: id.to_string(),
+            reason,
+        };
+        let position = rest
+            .first()
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or(0);
+        let stage = match stage.as_str() {
+            "queued" => Stage::Queued,
+            "running" => Stage::Running,
+            _ => {
+                let stored: StoredOutcome = serde_json::from_str(rest.get(1).map_or("", |s| s))
+                    .map_err(|e| corrupt("outcome", e.to_string()))?;
+                Stage::Completed(stored.into())
+            }
+        };
+        let lines = rest
+            .iter()
+            .skip(2)
+            .map(|l| serde_json::from_str(l).map_err(|e| corrupt("log line", e.to_string())))
+            .collect::<Result<_, _>>()?;
+        Ok(Some((stage, position.max(0) as usize, lines)))
+    }
+
+    /// fal's status JSON of a request visible to `key`, and whether it is completed.
+    pub fn status(
+        &self,
+        id: &str,
+        key: Option<&str>,
+        logs: bool,
+    ) -> Result<Option<(Value, bool)>, QueueError> {
+        Ok(self.read(id, key, logs)?.map(|(stage, position, lines)| {
+            let logs = if logs {
+                Value::Array(lines)
+            } else {
+                Value::Null
+            };
+            status_json(&stage, position, logs)
+        }))
+    }
+
+    /// The outcome of a request visible to `key`: `Some(None)` while it is not completed.
+    pub fn outcome(
+        &self,
+        id: &str,
+        key: Option<&str>,
+    ) -> Result<Option<Option<Outcome>>, QueueError> {
+        Ok(self.read(id, key, false)?.map(|(stage, _, _)| match stage {
+            Stage::Completed(outcome) => Some(outcome),
+            _ => None,
+        }))
+    }
+
+    /// (waiting, running) across every node.
+    pub fn depth(&self) -> Result<(usize, usize), QueueError> {
+        let mut conn = self.conn();
+        let waiting: usize = conn.zcard(self.key("waiting"))?;
+        let running: usize = conn.zcard(self.key("running"))?;
+        Ok((waiting, running))
+    }
+}
+
+fn key(settings: &QueueSettings, name: &str) -> String {
+    format!("{}:{name}", settings.prefix)
+}
