@@ -60,10 +60,11 @@ pub fn run(
                 .collect();
         }
     };
+    // Clients see the repository, never a path on this machine.
     let label = format!(
         "model {} ({})",
         first.model_type.name(),
-        models.base_label(base_repo)
+        models.base_public_label(base_repo)
     );
     let (mut prepared, mut requests): (Vec<Work>, Vec<GenerateRequest>) = (Vec::new(), Vec::new());
     for mut work in batch {

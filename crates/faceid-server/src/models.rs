@@ -266,6 +266,15 @@ impl Models {
         Ok(())
     }
 
+    /// The base model of a request as clients may see it: the repository, or "the server's
+    /// own base model" for a local folder (whose path stays private).
+    pub fn base_public_label(&self, base_repo: &str) -> String {
+        match &self.local.base {
+            Some(_) => "the server's own base model".to_string(),
+            None => base_repo.to_string(),
+        }
+    }
+
     /// Bytes of weights loaded now.
     pub fn loaded_bytes(&self) -> u64 {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -14,7 +14,6 @@ const page = {
   key: sessionStorage.getItem(KEY_STORE),
   face: null, // {field, value, name, mime} of the chosen face
   running: null, // {id, total, step, cancelled}
-  last: null, // the last request's input, for the code snippets
 };
 
 // ---- the API ---------------------------------------------------------------------------
@@ -437,7 +436,6 @@ async function submit(event) {
     $("face-file").focus();
     return;
   }
-  page.last = input;
   renderSnippet();
   setBusy(true);
   $("logs").replaceChildren();
@@ -544,7 +542,7 @@ async function saveKey(event) {
 const FACE_MARK = "\u0000face\u0000";
 
 function snippetInput() {
-  const input = page.last && !page.running ? { ...page.last } : collect();
+  const input = collect();
   for (const f of FACE_FIELDS) if (input[f] !== undefined && page.face && !page.face.value.startsWith("http")) input[f] = FACE_MARK;
   if (!page.face) input.face_image_url = "https://example.com/face.jpg";
   return input;

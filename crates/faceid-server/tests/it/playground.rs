@@ -503,3 +503,93 @@ fn playground_asks_for_the_api_key_once_and_sends_it() {
     let console = unexpected_console(&browser, &[401]);
     assert!(console.is_empty(), "console: {console:#?}");
 }
+
+#[test]
+fn playground_takes_the_face_as_a_url_or_a_zip_of_photos() {
+    use std::io::Write;
+    let photo = std::fs::read(root().join("tests/data/faces/astronaut.png")).unwrap();
+    let served = photo.clone();
+    let host = crate::common::stub(Duration::ZERO, move |_| {
+        crate::common::http_response("200 OK", &[("Content-Type", "image/png")], &served)
+    });
+    let server = start(|c| c.fetch.allow_hosts = vec![host.clone()]);
+    let browser = Browser::start(DESKTOP.0, DESKTOP.1);
+    open(&browser, &format!("{}/", server.url));
+    let logs =
+        "return [...document.querySelectorAll('#logs li')].map(l => l.textContent).join('\\n')";
+
+    // A URL: fetched by the server, with the image the API gives for the same URL.
+    browser.type_into("#f-prompt", "a photo of an astronaut");
+    browser.type_into("#f-num_inference_steps", "1");
+    browser.type_into("#f-num_samples", "1");
+    browser.click("#seed-random");
+    browser.type_into("#f-seed", "5");
+    browser.click("input[name=face-source][value=url]");
+    let url = format!("http://{host}/face.png");
+    browser.type_into("#face-url", &url);
+    browser.click("#submit");
+    assert_eq!(wait_done(&browser), "Done: seed 5.");
+    let body = json!({"prompt": "a photo of an astronaut", "face_image_url": url, "num_samples": 1, "num_inference_steps": 1, "seed": 5});
+    let (code, _, api) = send(
+        "POST",
+        &format!("{}/fal-ai/ip-adapter-face-id", server.url),
+        Some(&body),
+        None,
+    );
+    assert_eq!(code, 200, "{api}");
+    let grid = browser.js("return document.getElementById('grid').src", vec![]);
+    assert_eq!(
+        download(grid.as_str().unwrap()),
+        download(api["image"]["url"].as_str().unwrap())
+    );
+    let curl = snippet(&browser, "curl");
+    assert!(
+        curl.contains(&format!("\"face_image_url\": \"{url}\"")),
+        "{curl}"
+    );
+
+    // A zip of photos: every face is used (their identities averaged).
+    let zip_path = std::env::temp_dir().join(format!("faceid-faces-{}.zip", std::process::id()));
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    for (name, data) in [
+        ("astronaut.png", photo),
+        (
+            "obama.jpg",
+            std::fs::read(root().join("tests/data/faces/obama.jpg")).unwrap(),
+        ),
+    ] {
+        writer
+            .start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(&data).unwrap();
+    }
+    writer.finish().unwrap();
+    browser.click("input[name=face-source][value=zip]");
+    browser.run(
+        browser
+            .find("#face-zip")
+            .send_keys(&zip_path.display().to_string()),
+    );
+    browser.wait(
+        "the zip to be read",
+        Duration::from_secs(10),
+        "return document.getElementById('snippet').textContent.includes('face_images_data_url')",
+    );
+    browser.click("#submit");
+    assert_eq!(wait_done(&browser), "Done: seed 5.");
+    let lines = browser.js(logs, vec![]);
+    assert!(
+        lines
+            .as_str()
+            .unwrap()
+            .contains("face identity from 2 of 2 image(s)"),
+        "{lines}"
+    );
+    assert!(
+        !lines.as_str().unwrap().contains("/tests/data"),
+        "a server path was shown: {lines}"
+    );
+    let _ = std::fs::remove_file(&zip_path);
+    let console = unexpected_console(&browser, &[]);
+    assert!(console.is_empty(), "console: {console:#?}");
+}
