@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::batch::{self, Failure};
 use crate::input::FetchPolicy;
-use crate::jobs::{Jobs, Outcome, cancelled_outcome};
+use crate::jobs::{Jobs, Outcome, RequestLog, cancelled_outcome};
 use crate::metrics::Metrics;
 use crate::models::Models;
 use crate::output::Files;
@@ -42,16 +42,16 @@ pub fn worker(ctx: Arc<Context>) {
     } = &*ctx;
     while let Some(batch) = jobs.next_batch(ctx.max_batch, &batch::key) {
         let started = Instant::now();
-        for (id, result) in batch::run(models, jobs, files, policy, batch) {
-            let outcome = outcome(jobs, &id, result, started);
+        for (id, result) in batch::run(models, &**jobs, files, policy, batch) {
+            let outcome = outcome(&**jobs, &id, result, started);
             finish(&ctx, id, outcome, started);
         }
     }
 }
 
-/// The recorded outcome of a request's result.
-fn outcome(
-    jobs: &Jobs,
+/// The outcome of a request's result (a cancellation or failure is logged too).
+pub(crate) fn outcome(
+    jobs: &dyn RequestLog,
     id: &str,
     result: Result<serde_json::Value, Option<Failure>>,
     started: Instant,
@@ -65,11 +65,11 @@ fn outcome(
             finished_at: SystemTime::now(),
         },
         Err(None) => {
-            jobs.log(id, "INFO", "cancelled".into());
+            jobs.log_line(id, "INFO", "cancelled".into());
             cancelled_outcome()
         }
         Err(Some(failure)) => {
-            jobs.log(id, "ERROR", failure.message.clone());
+            jobs.log_line(id, "ERROR", failure.message.clone());
             Outcome {
                 status_code: failure.status,
                 body: json!({"detail": failure.detail}),

@@ -210,6 +210,7 @@ impl Server {
             dir: config.files_dir.clone(),
             public_url: public_url.clone(),
             retention: config.retention,
+            shared: None,
         });
         let metrics = Arc::new(metrics::Metrics::default());
         let playground = config.playground.then(|| {

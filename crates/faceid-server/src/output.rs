@@ -16,6 +16,8 @@ pub struct Files {
     pub public_url: String,
     /// How long a file is kept.
     pub retention: Duration,
+    /// The shared queue, which keeps the files instead of the folder (for every API node).
+    pub shared: Option<std::sync::Arc<crate::redis_queue::RedisQueue>>,
 }
 
 /// The `image` (grid) and `images` (one per sample) of an output.
@@ -48,6 +50,9 @@ impl Files {
                 "data:image/png;base64,{}",
                 base64::engine::general_purpose::STANDARD.encode(&png)
             )
+        } else if let Some(queue) = &self.shared {
+            queue.put_file(name, &png).map_err(std::io::Error::other)?;
+            format!("{}/files/{name}", self.public_url)
         } else {
             std::fs::create_dir_all(&self.dir)?;
             let tmp = self.dir.join(format!(".{name}.tmp"));

@@ -125,6 +125,18 @@ pub struct Job {
     pub cancel: Arc<AtomicBool>,
 }
 
+/// Where the log lines of a running request go (the in-process queue, or the shared one).
+pub trait RequestLog: Send + Sync {
+    /// Adds a log line to request `id`.
+    fn log_line(&self, id: &str, level: &'static str, message: String);
+}
+
+impl RequestLog for Jobs {
+    fn log_line(&self, id: &str, level: &'static str, message: String) {
+        self.log(id, level, message);
+    }
+}
+
 /// What a worker takes off the queue.
 pub struct Work {
     /// The request id.

@@ -18,6 +18,7 @@
 //! - Completed requests and their logs expire after `retention`.
 
 mod scripts;
+pub mod worker;
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -490,6 +491,19 @@ impl RedisQueue {
             Stage::Completed(outcome) => Some(outcome),
             _ => None,
         }))
+    }
+
+    /// Keeps a result file for the retention time.
+    pub fn put_file(&self, name: &str, bytes: &[u8]) -> Result<(), QueueError> {
+        let ttl = self.settings.retention.as_millis() as u64;
+        self.conn()
+            .pset_ex::<_, _, ()>(self.key(&format!("file:{name}")), bytes, ttl)?;
+        Ok(())
+    }
+
+    /// A result file, while it is kept.
+    pub fn file(&self, name: &str) -> Result<Option<Vec<u8>>, QueueError> {
+        Ok(self.conn().get(self.key(&format!("file:{name}")))?)
     }
 
     /// (waiting, running) across every node.

@@ -593,3 +593,24 @@ fn playground_takes_the_face_as_a_url_or_a_zip_of_photos() {
     let console = unexpected_console(&browser, &[]);
     assert!(console.is_empty(), "console: {console:#?}");
 }
+
+#[test]
+fn the_playground_can_be_turned_off() {
+    let server = start(|c| c.playground = false);
+    for path in [
+        "/",
+        "/playground/app.js",
+        "/playground/config.json",
+        "/playground/key",
+    ] {
+        assert_eq!(
+            send("GET", &format!("{}{path}", server.url), None, None).0,
+            404,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        send("GET", &format!("{}/health", server.url), None, None).0,
+        200
+    );
+}

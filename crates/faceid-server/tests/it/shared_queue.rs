@@ -275,3 +275,103 @@ fn accepted_requests_survive_a_redis_crash() {
     }
     assert_eq!(ids, ["r1", "r2", "r3"]);
 }
+
+#[test]
+fn two_workers_generate_every_request_once_with_the_images_of_one_process() {
+    use faceid_server::FetchPolicy;
+    use faceid_server::redis_queue::worker::{self, WorkerConfig};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let redis = RedisServer::start();
+    let queue_settings = settings(16, 2000, 3);
+    let api = RedisQueue::open(&redis.url(), queue_settings.clone()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let public = "http://api.example:8000";
+    let workers: Vec<_> = ["w1", "w2"]
+        .into_iter()
+        .map(|name| {
+            let queue = Arc::new(RedisQueue::open(&redis.url(), queue_settings.clone()).unwrap());
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let models = crate::common::models();
+                let config = WorkerConfig {
+                    name: name.into(),
+                    max_batch: 2,
+                    public_url: public.into(),
+                    fetch: FetchPolicy::default(),
+                    poll: Duration::from_millis(200),
+                };
+                worker::run(queue, &models, &config, &stop)
+            })
+        })
+        .collect();
+    let inputs: Vec<(String, serde_json::Value)> = (1..=4)
+        .map(|seed| {
+            let mut input = crate::common::input(2);
+            input["seed"] = json!(seed);
+            (format!("req-{seed}"), input)
+        })
+        .collect();
+    for (id, input) in &inputs {
+        let request = NewRequest {
+            input: input.clone(),
+            ..request(id, None)
+        };
+        assert!(api.submit(&request).unwrap().is_some());
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while inputs
+        .iter()
+        .any(|(id, _)| status(&api, id, None)["status"] != "COMPLETED")
+    {
+        assert!(Instant::now() < deadline, "not every request completed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let completed: Vec<usize> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert_eq!(
+        completed.iter().sum::<usize>(),
+        4,
+        "completions per worker: {completed:?}"
+    );
+
+    // Each image is the one a single process gives for the same input, kept in Redis for any
+    // API node to serve at the public address.
+    let single = crate::common::start(|_| {});
+    for (id, input) in &inputs {
+        let outcome = api.outcome(id, None).unwrap().unwrap().unwrap();
+        assert_eq!(outcome.status_code, 200, "{}", outcome.body);
+        let url = outcome.body["image"]["url"].as_str().unwrap();
+        let name = url.strip_prefix(&format!("{public}/files/")).unwrap();
+        let shared = api.file(name).unwrap().expect("the image is kept");
+        let (code, _, alone) = crate::common::send(
+            "POST",
+            &format!("{}/fal-ai/ip-adapter-face-id", single.url),
+            Some(input),
+            None,
+        );
+        assert_eq!(code, 200, "{alone}");
+        let mut response = crate::common::agent()
+            .get(alone["image"]["url"].as_str().unwrap())
+            .call()
+            .unwrap();
+        // Two requests of the same shape may share a loop on a worker: within 1/255 of the
+        // image alone, as the pipeline guarantees for batches.
+        let decode = |png: &[u8]| image::load_from_memory(png).unwrap().to_rgb8();
+        let (shared, alone) = (
+            decode(&shared),
+            decode(&response.body_mut().read_to_vec().unwrap()),
+        );
+        assert_eq!(shared.dimensions(), alone.dimensions(), "{id}");
+        let worst = shared
+            .as_raw()
+            .iter()
+            .zip(alone.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max();
+        assert!(worst <= Some(1), "{id}: {worst:?}/255 from the image alone");
+        let logs = status(&api, id, None)["logs"].to_string();
+        assert!(logs.contains("step 2/2"), "{logs}");
+    }
+}
