@@ -4,7 +4,9 @@ mod draw;
 mod face_cmds;
 mod fetch;
 mod generate;
+mod model_args;
 mod serve;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -30,13 +32,15 @@ enum Command {
     Fetch(fetch::FetchArgs),
     /// Serve the API of fal's `fal-ai/ip-adapter-face-id` endpoint.
     Serve(serve::ServeArgs),
+    /// Run requests from a queue shared through Redis, on this machine's models.
+    Worker(worker::WorkerArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `serve` logs requests at info level by default; FACEID_LOG overrides (e.g. `debug`), and
     // FACEID_LOG_FORMAT=json writes one JSON object per line.
-    let default_level = if matches!(cli.command, Command::Serve(_)) {
+    let default_level = if matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
         "info"
     } else {
         "warn"
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => face_cmds::embed(args),
         Command::Fetch(args) => fetch::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Worker(args) => worker::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,15 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use faceid_core::{DeviceKind, Precision};
-use faceid_fal::ModelType;
-use faceid_pipeline::FaceCrop;
-use faceid_server::{
-    ConnectionLimits, FetchPolicy, ModelPolicy, Models, Server, ServerConfig, WebhookPolicy,
-};
+use faceid_server::{ConnectionLimits, FetchPolicy, Server, ServerConfig, WebhookPolicy};
 
 use crate::CliError;
-use crate::fetch::WeightsArgs;
+use crate::model_args::ModelArgs;
 
 #[derive(Args)]
 #[command(
@@ -107,98 +102,16 @@ pub struct ServeArgs {
     /// that its client sees the 401; larger bodies are not read at all.
     #[arg(long, env = "FACEID_REFUSED_BODY_DRAIN_MIB", default_value_t = 8)]
     refused_body_drain_mib: usize,
-    /// Where the weights come from (the model type loaded at start).
-    #[command(flatten)]
-    weights: WeightsArgs,
-    /// A local face detector ONNX model (default: the model type's, else the built-in
-    /// RetinaFace).
-    #[arg(long, env = "FACEID_DETECTOR")]
-    detector: Option<PathBuf>,
-    /// Load the models on the first request instead of at start.
-    #[arg(long, env = "FACEID_LAZY")]
-    lazy: bool,
     /// Serve no playground page at `/` (the API is unchanged).
     #[arg(long, env = "FACEID_NO_PLAYGROUND")]
     no_playground: bool,
-    /// A base model repository requests may name in base_1_5_model_repo /
-    /// base_sdxl_model_repo (repeatable, or comma-separated in the variable). Default: the
-    /// model types' own (SG161222/Realistic_Vision_V4.0_noVAE, SG161222/RealVisXL_V3.0). A
-    /// local --base-model pins the base model instead.
-    #[arg(
-        long = "allow-base-repo",
-        env = "FACEID_ALLOW_BASE_REPOS",
-        value_delimiter = ','
-    )]
-    allow_base_repos: Vec<String>,
-    /// GiB of weights the server keeps loaded; past it, the least recently used models are
-    /// unloaded (SD 1.5 FaceID takes about 4.1 GiB in f32 and 2.2 GiB in f16; the FaceID Plus
-    /// image encoder, shared, about 2.4 / 1.2 GiB more).
-    #[arg(long, env = "FACEID_MODEL_MEMORY_GIB", default_value_t = faceid_server::DEFAULT_MODEL_MEMORY_GIB)]
-    model_memory_gib: f64,
-    /// FaceID Plus: hand the image encoder the face crop in its true colours instead of the
-    /// reference's red/blue-exchanged crop (results then differ from the hosted endpoint's).
-    #[arg(long, env = "FACEID_FACE_CROP_RGB")]
-    face_crop_rgb: bool,
-    /// flex (CPU), wgpu or cuda.
-    #[arg(long, env = "FACEID_DEVICE", default_value = "flex")]
-    device: DeviceKind,
-    /// f32 or f16 for the text encoder and UNet (the VAE stays f32); default: f16 on GPUs,
-    /// f32 on the CPU.
-    #[arg(long, env = "FACEID_PRECISION")]
-    precision: Option<Precision>,
+    /// The models requests run on.
+    #[command(flatten)]
+    models: ModelArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
-    let device = args.device.device()?;
-    let local = args.weights.local(args.detector.clone());
-    let precision = args
-        .precision
-        .unwrap_or_else(|| Precision::preferred_for(args.device));
-    if !(args.model_memory_gib > 0.0 && args.model_memory_gib.is_finite()) {
-        return Err(format!(
-            "--model-memory-gib {} must be a positive number",
-            args.model_memory_gib
-        )
-        .into());
-    }
-    for repo in &args.allow_base_repos {
-        faceid_hub::check_repo_id(repo)
-            .map_err(|reason| format!("--allow-base-repo {repo:?}: {reason}"))?;
-    }
-    // A --base-repo given to serve is allowed besides the list (or the defaults).
-    let mut allowed_base_repos = args.allow_base_repos.clone();
-    if let Some(repo) = &args.weights.base_repo {
-        if allowed_base_repos.is_empty() {
-            allowed_base_repos.extend(
-                [
-                    faceid_fal::DEFAULT_BASE_1_5_REPO,
-                    faceid_fal::DEFAULT_BASE_SDXL_REPO,
-                ]
-                .map(String::from),
-            );
-        }
-        allowed_base_repos.push(repo.clone());
-    }
-    let policy = ModelPolicy {
-        allowed_base_repos,
-        memory_budget_bytes: (args.model_memory_gib * (1u64 << 30) as f64) as u64,
-        face_crop: if args.face_crop_rgb {
-            FaceCrop::Rgb
-        } else {
-            FaceCrop::ReferenceBgr
-        },
-    };
-    let model_type: ModelType = args.weights.model_type.parse()?;
-    let models = Models::new(args.weights.weights()?, local, device, precision, policy);
-    if !args.lazy {
-        let base = args
-            .weights
-            .base_repo
-            .clone()
-            .unwrap_or_else(|| Models::base_field(model_type).1.to_string());
-        eprintln!("loading {} ({base})", model_type.name());
-        models.get(model_type, &base)?;
-    }
+    let models = args.models.load()?;
     let config = ServerConfig {
         bind: args.bind,
         public_url: args.public_url,
@@ -265,13 +178,13 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
 }
 
 /// A stop signal.
-struct Signal {
-    name: &'static str,
+pub(crate) struct Signal {
+    pub(crate) name: &'static str,
     number: i32,
 }
 
 /// SIGTERM (what process managers send) and SIGINT (Ctrl-C).
-struct Signals {
+pub(crate) struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -279,7 +192,7 @@ struct Signals {
 }
 
 impl Signals {
-    fn new() -> std::io::Result<Self> {
+    pub(crate) fn new() -> std::io::Result<Self> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -292,7 +205,7 @@ impl Signals {
         Ok(Self {})
     }
 
-    async fn next(&mut self) -> Signal {
+    pub(crate) async fn next(&mut self) -> Signal {
         #[cfg(unix)]
         {
             tokio::select! {

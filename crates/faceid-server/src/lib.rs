@@ -26,6 +26,8 @@ mod prefetch;
 pub mod redis_queue;
 mod routes;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time;
 mod webhook;
 

@@ -7,6 +7,16 @@ pub fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
 }
 
+/// Points `cmd` at the tiny SD 1.5 model, FaceID checkpoint and ArcFace.
+pub fn tiny_models(cmd: &mut Command) -> &mut Command {
+    cmd.arg("--base-model")
+        .arg(data().join("sd/tiny-a"))
+        .arg("--ip-adapter")
+        .arg(data().join("faceid/ip-adapter-faceid_tiny.bin"))
+        .arg("--recognizer")
+        .arg(data().join("face/arcface_r50_bn.onnx"))
+}
+
 /// The binary, offline with empty caches: these tests bring every file themselves.
 pub fn faceid() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_faceid"));

@@ -4,3 +4,4 @@ mod generate;
 mod hub;
 mod plus;
 mod serve;
+mod worker;

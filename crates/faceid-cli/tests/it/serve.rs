@@ -8,24 +8,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::generate::{data, faceid};
+use crate::generate::{data, faceid, tiny_models};
 
 const QUEUE: &str = "/queue/fal-ai/ip-adapter-face-id";
 
 /// Starts `faceid serve` on the tiny models with `extra` options; returns it and its URL.
 fn serve(extra: &[&str]) -> (Child, String) {
-    let mut child = faceid()
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .args(extra)
-        .arg("--base-model")
-        .arg(data().join("sd/tiny-a"))
-        .arg("--ip-adapter")
-        .arg(data().join("faceid/ip-adapter-faceid_tiny.bin"))
-        .arg("--recognizer")
-        .arg(data().join("face/arcface_r50_bn.onnx"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = tiny_models(
+        faceid()
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(extra),
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut url = None;
     let mut seen = String::new();

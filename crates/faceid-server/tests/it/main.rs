@@ -11,7 +11,6 @@ mod playground;
 mod plus;
 mod props;
 mod queue;
-mod redis;
 mod sdxl;
 mod shared_queue;
 mod storage;

@@ -8,7 +8,7 @@ use faceid_server::redis_queue::{Claim, NewRequest, QueueSettings, RedisQueue, S
 use faceid_server::{Cancelled, Outcome, cancelled_outcome};
 use serde_json::json;
 
-use crate::redis::RedisServer;
+use faceid_server::testing::RedisServer;
 
 fn settings(capacity: usize, visibility_ms: u64, max_deliveries: u32) -> QueueSettings {
     QueueSettings {

@@ -1,4 +1,4 @@
-//! A real `redis-server` (Debian's package; `FACEID_REDIS_SERVER` names another binary) on a
+//! Test support: a real `redis-server` (Debian's package; `FACEID_REDIS_SERVER` names another binary) on a
 //! free loopback port with its own data folder, append-only with a sync per write; stopped
 //! (and its folder removed) when dropped.
 
@@ -7,13 +7,16 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A running `redis-server`.
 pub struct RedisServer {
+    /// Its port on 127.0.0.1.
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl RedisServer {
+    /// Starts one (append-only, a sync per write).
     pub fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -31,6 +34,7 @@ impl RedisServer {
         server
     }
 
+    /// `redis://127.0.0.1:PORT/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
