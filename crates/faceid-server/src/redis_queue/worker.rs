@@ -142,6 +142,9 @@ pub fn run(
             match queue.start(&config.name, &mut claim) {
                 Ok(Start::Run(request)) => match FalRequest::from_json(&request.input) {
                     Ok(input) => {
+                        if request.webhook.is_some() {
+                            tracing::warn!(request_id = %id, "shared-queue workers send no webhooks; the result is kept for the status and result routes");
+                        }
                         if claim.reclaimed {
                             tracing::info!(request_id = %id, deliveries = claim.deliveries, "taken over from a silent worker");
                         }
