@@ -206,17 +206,7 @@ impl Weights {
             ),
         };
         for (file, path) in paths.iter().enumerate() {
-            let handle = File::open(path).map_err(|source| WeightError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            // SAFETY: the map is read-only; a checkpoint rewritten while loading is the user's
-            // problem in every framework, and at worst yields wrong values, never unsafety in Rust
-            // code that only copies bytes out of it.
-            let map = unsafe { Mmap::map(&handle) }.map_err(|source| WeightError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let map = map_file(path)?;
             let (header, metadata) =
                 SafeTensors::read_metadata(&map).map_err(|e| WeightError::Format {
                     path: path.clone(),
@@ -253,15 +243,7 @@ impl Weights {
             reason,
         };
         if path.extension().and_then(|e| e.to_str()) == Some("safetensors") {
-            let handle = File::open(path).map_err(|source| WeightError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-            // SAFETY: read-only map, only the header is read (see `from_safetensors`).
-            let map = unsafe { Mmap::map(&handle) }.map_err(|source| WeightError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
+            let map = map_file(path)?;
             let (_, metadata) =
                 SafeTensors::read_metadata(&map).map_err(|e| format(e.to_string()))?;
             Ok(metadata.tensors().into_keys().collect())
@@ -527,6 +509,19 @@ fn decode(name: &str, origin: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f3
         }
     };
     Ok(values)
+}
+
+/// Maps a checkpoint file read-only.
+fn map_file(path: &Path) -> Result<Mmap, WeightError> {
+    let io = |source| WeightError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let handle = File::open(path).map_err(io)?;
+    // SAFETY: the map is read-only; a checkpoint rewritten while loading is the user's problem
+    // in every framework, and at worst yields wrong values, never unsafety in Rust code that
+    // only copies bytes out of it.
+    unsafe { Mmap::map(&handle) }.map_err(io)
 }
 
 pub(crate) fn parent_of(path: &Path) -> &Path {

@@ -38,7 +38,7 @@ pub fn key(input: &FalRequest) -> String {
 /// Runs a batch; returns every request's id and result.
 pub fn run(
     models: &Models,
-    jobs: &dyn RequestLog,
+    log: &dyn RequestLog,
     files: &Files,
     policy: &FetchPolicy,
     batch: Vec<Work>,
@@ -72,8 +72,8 @@ pub fn run(
             results.push((work.id, Err(None)));
             continue;
         }
-        jobs.log_line(&work.id, "INFO", label.clone());
-        match prepare(&loaded, jobs, policy, &mut work) {
+        log.log_line(&work.id, "INFO", label.clone());
+        match prepare(&loaded, log, policy, &mut work) {
             Ok(request) => {
                 prepared.push(work);
                 requests.push(request);
@@ -86,7 +86,7 @@ pub fn run(
     }
     if prepared.len() > 1 {
         for work in &prepared {
-            jobs.log_line(
+            log.log_line(
                 &work.id,
                 "INFO",
                 format!(
@@ -101,7 +101,7 @@ pub fn run(
         if p.step > last_logged {
             last_logged = p.step;
             for work in &prepared {
-                jobs.log_line(&work.id, "INFO", format!("step {}/{}", p.step, p.total));
+                log.log_line(&work.id, "INFO", format!("step {}/{}", p.step, p.total));
             }
         }
         if prepared.iter().all(|w| w.cancel.load(Ordering::SeqCst)) {
@@ -143,7 +143,7 @@ pub fn run(
 /// a time, each dropped once its face is embedded.
 fn prepare(
     loaded: &Loaded,
-    jobs: &dyn RequestLog,
+    log: &dyn RequestLog,
     policy: &FetchPolicy,
     work: &mut Work,
 ) -> std::result::Result<GenerateRequest, Failure> {
@@ -163,7 +163,7 @@ fn prepare(
         .map_err(RequestError::from)?;
     let identity = builder.finish().map_err(face_error)?;
     let face = faces.encode(&identity).map_err(RequestError::from)?;
-    jobs.log_line(
+    log.log_line(
         &work.id,
         "INFO",
         format!(

@@ -51,7 +51,7 @@ pub fn worker(ctx: Arc<Context>) {
 
 /// The outcome of a request's result (a cancellation or failure is logged too).
 pub(crate) fn outcome(
-    jobs: &dyn RequestLog,
+    log: &dyn RequestLog,
     id: &str,
     result: Result<serde_json::Value, Option<Failure>>,
     started: Instant,
@@ -65,11 +65,11 @@ pub(crate) fn outcome(
             finished_at: SystemTime::now(),
         },
         Err(None) => {
-            jobs.log_line(id, "INFO", "cancelled".into());
+            log.log_line(id, "INFO", "cancelled".into());
             cancelled_outcome()
         }
         Err(Some(failure)) => {
-            jobs.log_line(id, "ERROR", failure.message.clone());
+            log.log_line(id, "ERROR", failure.message.clone());
             Outcome {
                 status_code: failure.status,
                 body: json!({"detail": failure.detail}),

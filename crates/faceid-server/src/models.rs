@@ -12,8 +12,8 @@ use faceid_core::{Device, Precision};
 use faceid_fal::{DEFAULT_BASE_1_5_REPO, DEFAULT_BASE_SDXL_REPO, ModelType};
 use faceid_hub::{FetchProgress, LocalFiles, ModelRequest, Weights, check_repo_id};
 use faceid_pipeline::{
-    BaseFamily, ClipImageEncoder, FaceCrop, FaceIdAdapter, FaceIdGenerator, GeneratorOptions,
-    PipelineError, ProjectionKind, StableDiffusion, load_diffusion, load_face_encoder,
+    ClipImageEncoder, FaceCrop, FaceIdAdapter, FaceIdGenerator, GeneratorOptions, PipelineError,
+    StableDiffusion, load_diffusion, load_face_encoder,
 };
 
 /// Default budget for the weights the server keeps loaded, in GiB.
@@ -216,19 +216,15 @@ impl Models {
 
     fn check_availability(&self, model_type: ModelType) -> Result<(), String> {
         let spec = model_type.spec();
-        let family = |f: BaseFamily| match f {
-            BaseFamily::Sd15 => "SD 1.5",
-            BaseFamily::Sdxl => "SDXL",
-        };
         if let Some(dir) = &self.local.base {
             let found = StableDiffusion::family_of(dir)
                 .map_err(|e| format!("this server's base model cannot be read: {e}"))?;
             if found != spec.base {
                 return Err(format!(
-                    "this server's base model is {}; {} needs an {} base model",
-                    family(found),
+                    "this server's base model is {} model; {} needs {} base model",
+                    found.describe(),
                     model_type.name(),
-                    family(spec.base)
+                    spec.base.describe()
                 ));
             }
         }
@@ -237,7 +233,7 @@ impl Models {
                 let plus = FaceIdAdapter::is_plus_checkpoint(path).map_err(|e| {
                     format!("this server's IP-Adapter checkpoint cannot be read: {e}")
                 })?;
-                let wanted = matches!(spec.projection, ProjectionKind::Plus { .. });
+                let wanted = spec.needs_image_encoder();
                 if plus != wanted {
                     let kind = |plus: bool| if plus { "FaceID Plus" } else { "FaceID" };
                     return Err(format!(

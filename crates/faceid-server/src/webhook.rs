@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::input::{FetchPolicy, check_host, guarded_agent};
-use crate::jobs::{Outcome, RequestLog};
+use crate::jobs::{Jobs, Outcome};
 use tokio::sync::Semaphore;
 
 /// How deliveries are retried.
@@ -79,19 +79,19 @@ impl Deliveries {
     }
 
     /// Delivers `body` for request `id` to `url`, logging the result in the request's logs.
-    pub fn send(&self, jobs: Arc<dyn RequestLog>, id: String, url: String, body: Value) {
+    pub fn send(&self, jobs: Arc<Jobs>, id: String, url: String, body: Value) {
         let (policy, hosts, slots) = (self.policy.clone(), self.hosts.clone(), self.slots.clone());
         self.runtime.spawn(async move {
             let (attempts, result) = deliver(&url, body.to_string(), &policy, &hosts, &slots).await;
             match result {
-                Ok(()) => jobs.log_line(
+                Ok(()) => jobs.log(
                     &id,
                     "INFO",
                     format!("webhook delivered (attempt {attempts})"),
                 ),
                 Err(e) => {
                     tracing::warn!(request_id = %id, url, attempts, "webhook not delivered: {e}");
-                    jobs.log_line(
+                    jobs.log(
                         &id,
                         "ERROR",
                         format!("webhook not delivered after {attempts} attempts: {e}"),

@@ -155,9 +155,9 @@ function buildForm() {
   }
 }
 
-/// The input as the API takes it: the prompt, the face, and every field that differs from its
-/// default (numbers as numbers; text that is not a number is sent as it is, for the server to
-/// name). `null` when the face is missing.
+/// The input as the API takes it: the prompt, the face (when one is chosen), and every field
+/// that differs from its default (numbers as numbers; text that is not a number is sent as it
+/// is, for the server to name).
 function collect() {
   const schema = page.config.input.properties;
   const input = {};
@@ -436,7 +436,6 @@ async function submit(event) {
     $("face-file").focus();
     return;
   }
-  renderSnippet();
   setBusy(true);
   $("logs").replaceChildren();
   $("result").hidden = true;

@@ -3,139 +3,18 @@
 //! no-face error where they belong, cancel, phone and desktop widths, the API key, and a clean
 //! console. Screenshots go to `FACEID_SCREENSHOTS` when it is set.
 
-use std::path::PathBuf;
+mod page;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::browser::Browser;
 use crate::common::{agent, input, root, send, start};
-
-const DESKTOP: (u32, u32) = (1280, 900);
-const PHONE: (u32, u32) = (390, 844);
-const GENERATION: Duration = Duration::from_secs(180);
-
-fn download(url: &str) -> Vec<u8> {
-    let mut response = agent().get(url).call().unwrap();
-    assert_eq!(response.status().as_u16(), 200, "{url}");
-    response.body_mut().read_to_vec().unwrap()
-}
-
-fn save(browser: &Browser, name: &str) {
-    if let Ok(dir) = std::env::var("FACEID_SCREENSHOTS") {
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            PathBuf::from(dir).join(format!("{name}.png")),
-            browser.screenshot(),
-        )
-        .unwrap();
-    }
-}
-
-fn face_path() -> String {
-    root()
-        .join("tests/data/faces/astronaut.png")
-        .canonicalize()
-        .unwrap()
-        .display()
-        .to_string()
-}
-
-/// A photo with no face in it: a smooth grey gradient.
-fn faceless_png() -> String {
-    let path = std::env::temp_dir().join(format!("faceid-noface-{}.png", std::process::id()));
-    let img = image::RgbImage::from_fn(320, 240, |x, y| {
-        image::Rgb([(x / 2) as u8, (y / 2) as u8, 128])
-    });
-    img.save(&path).unwrap();
-    path.display().to_string()
-}
-
-fn open(browser: &Browser, url: &str) {
-    browser.goto(url);
-    browser.wait(
-        "the form",
-        Duration::from_secs(20),
-        "return document.body.dataset.ready === 'true'",
-    );
-}
-
-/// Fills the form for a request like `common::input(steps)` (seed 7 unless `seed` is None).
-fn fill(browser: &Browser, steps: u32, seed: Option<u64>, face: &str) {
-    browser.type_into("#f-prompt", "a photo of an astronaut");
-    browser.run(browser.find("#face-file").send_keys(face));
-    browser.wait(
-        "the face preview",
-        Duration::from_secs(10),
-        "return !document.getElementById('face-preview').hidden",
-    );
-    browser.type_into("#f-num_inference_steps", &steps.to_string());
-    browser.type_into("#f-num_samples", "1");
-    let random = browser.js(
-        "return document.getElementById('seed-random').checked",
-        vec![],
-    );
-    match seed {
-        Some(seed) => {
-            if random == json!(true) {
-                browser.click("#seed-random");
-            }
-            browser.type_into("#f-seed", &seed.to_string());
-        }
-        None => {
-            if random == json!(false) {
-                browser.click("#seed-random");
-            }
-        }
-    }
-}
-
-/// Clicks `button` and waits for text in the element `id`; returns it.
-fn click_for_text(browser: &Browser, button: &str, id: &str) -> String {
-    browser.click(button);
-    let script = format!("return document.getElementById('{id}').textContent");
-    let text = browser.wait(id, Duration::from_secs(20), &script);
-    text.as_str().unwrap().to_string()
-}
-
-/// The request as code in `lang` (`curl`, `python`, `js`), as the page shows it.
-fn snippet(browser: &Browser, lang: &str) -> String {
-    if browser.js("return document.getElementById('code').open", vec![]) != json!(true) {
-        browser.click("#code summary");
-    }
-    browser.click(&format!("input[name=lang][value={lang}]"));
-    browser.text("#snippet")
-}
-
-fn wait_done(browser: &Browser) -> String {
-    browser
-        .wait(
-            "the generation to end",
-            GENERATION,
-            "const s = document.getElementById('form-status').textContent; \
-             return /^(Done|Failed|Cancelled|The input)/.test(s) ? s : null",
-        )
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// Console entries other than the network errors of the answers the test asks for (a 4xx on a
-/// fetch is logged by Chromium as "Failed to load resource").
-fn unexpected_console(browser: &Browser, expected_statuses: &[u16]) -> Vec<String> {
-    browser
-        .console()
-        .into_iter()
-        .filter(|(level, source, message)| {
-            let wanted = source == "network"
-                && expected_statuses
-                    .iter()
-                    .any(|s| message.contains(&format!("status of {s} ")));
-            level == "SEVERE" && !wanted || level == "WARNING" && source != "network"
-        })
-        .map(|(level, source, message)| format!("{level} {source}: {message}"))
-        .collect()
-}
+use page::{
+    DESKTOP, GENERATION, PHONE, click_for_text, download, face_path, faceless_png, fill, open,
+    save, snippet, unexpected_console, wait_done,
+};
 
 #[test]
 fn playground_generates_like_the_api_and_shows_errors_progress_and_cancel() {
@@ -235,7 +114,7 @@ fn playground_generates_like_the_api_and_shows_errors_progress_and_cancel() {
     );
     let help = browser.text("#help-model_type");
     assert!(
-        help.contains("SDXL-v1: this server's base model is SD 1.5"),
+        help.contains("SDXL-v1: this server's base model is an SD 1.x model"),
         "{help}"
     );
     assert!(
