@@ -25,6 +25,8 @@ fi
 
 tmp="$(mktemp -d)"
 server_pid=""
+worker_pid=""
+redis_pid=""
 kill_server() {
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill -INT "$server_pid" 2>/dev/null || true
@@ -34,8 +36,16 @@ kill_server() {
   fi
   server_pid=""
 }
+stop_shared() { # the worker and redis-server of the shared-queue suite
+  for pid in "$worker_pid" "$redis_pid"; do
+    [[ -n "$pid" ]] && kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
+  worker_pid=""
+  redis_pid=""
+}
 stop_server() {
   kill_server
+  stop_shared
   rm -rf "$tmp"
 }
 trap stop_server EXIT
@@ -93,6 +103,28 @@ run_clients() { # suite name suffix, then extra environment (FACEID_MODEL_TYPE=.
 }
 run_clients ""
 kill_server
+
+# The same clients against an API node of a queue shared through a real redis-server, whose
+# requests run on a `faceid worker` process (which also sends the webhooks).
+redis_port="$(free_port)"
+mkdir -p "$tmp/redis"
+redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$tmp/redis" --appendonly yes \
+  --appendfsync always --save "" >"$tmp/redis.log" 2>&1 &
+redis_pid=$!
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
+  sleep 0.1
+done
+queue="redis://127.0.0.1:$redis_port/0"
+start_server server-shared --queue "$queue"
+HF_HUB_OFFLINE=1 HF_HOME="$tmp/hf" "$bin" worker --queue "$queue" \
+  --public-url "https://127.0.0.1:$port" --allow-fetch-host "127.0.0.1:$hook_port" \
+  --base-model tests/data/sd/tiny-a --ip-adapter tests/data/faceid/ip-adapter-faceid_tiny.bin \
+  --recognizer tests/data/face/arcface_r50_bn.onnx 2>"$tmp/worker.log" &
+worker_pid=$!
+run_clients "-shared"
+kill_server
+stop_shared
 
 # The other model types on their tiny models, a server each (local files name one adapter): the
 # generating checks of both clients with `model_type` set.

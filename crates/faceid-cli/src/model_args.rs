@@ -56,6 +56,22 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The models, with the `--model-type` loaded now unless `--lazy`.
     pub fn load(&self) -> Result<Models, CliError> {
+        let models = self.models()?;
+        if !self.lazy {
+            let model_type: ModelType = self.weights.model_type.parse()?;
+            let base = self
+                .weights
+                .base_repo
+                .clone()
+                .unwrap_or_else(|| Models::base_field(model_type).1.to_string());
+            eprintln!("loading {} ({base})", model_type.name());
+            models.get(model_type, &base)?;
+        }
+        Ok(models)
+    }
+
+    /// The models, none loaded (an API node's: what the playground says it can run).
+    pub fn models(&self) -> Result<Models, CliError> {
         let device = self.device.device()?;
         let local = self.weights.local(self.detector.clone());
         let precision = self
@@ -95,17 +111,12 @@ impl ModelArgs {
                 FaceCrop::ReferenceBgr
             },
         };
-        let model_type: ModelType = self.weights.model_type.parse()?;
-        let models = Models::new(self.weights.weights()?, local, device, precision, policy);
-        if !self.lazy {
-            let base = self
-                .weights
-                .base_repo
-                .clone()
-                .unwrap_or_else(|| Models::base_field(model_type).1.to_string());
-            eprintln!("loading {} ({base})", model_type.name());
-            models.get(model_type, &base)?;
-        }
-        Ok(models)
+        Ok(Models::new(
+            self.weights.weights()?,
+            local,
+            device,
+            precision,
+            policy,
+        ))
     }
 }

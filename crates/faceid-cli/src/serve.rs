@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use faceid_server::{ConnectionLimits, FetchPolicy, Server, ServerConfig, WebhookPolicy};
+use faceid_server::{
+    ConnectionLimits, FetchPolicy, Server, ServerConfig, SharedQueue, WebhookPolicy,
+};
 
 use crate::CliError;
 use crate::model_args::ModelArgs;
@@ -34,7 +36,8 @@ pub struct ServeArgs {
     /// FACEID_API_KEYS. Without keys the server is open.
     #[arg(long = "api-key", env = "FACEID_API_KEYS", value_delimiter = ',')]
     api_keys: Vec<String>,
-    /// Most requests waiting in the queue; more get 429.
+    /// Most requests waiting in the queue (with --queue: across every API node); more get
+    /// 429.
     #[arg(long, env = "FACEID_QUEUE_CAPACITY", default_value_t = 64)]
     queue_capacity: usize,
     /// Generations running at once on the device.
@@ -102,6 +105,20 @@ pub struct ServeArgs {
     /// that its client sees the 401; larger bodies are not read at all.
     #[arg(long, env = "FACEID_REFUSED_BODY_DRAIN_MIB", default_value_t = 8)]
     refused_body_drain_mib: usize,
+    /// Run as an API node of a queue shared through Redis:
+    /// redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for TLS). Requests are stored in Redis and
+    /// run by `faceid worker` processes; this process loads no model. Every API node and worker
+    /// of one queue names the same queue, prefix and retention.
+    #[arg(long, env = "FACEID_QUEUE", conflicts_with_all = ["data_dir", "concurrency", "max_batch"])]
+    queue: Option<String>,
+    /// The prefix of the shared queue's keys in Redis.
+    #[arg(
+        long,
+        env = "FACEID_QUEUE_PREFIX",
+        default_value = "faceid",
+        requires = "queue"
+    )]
+    queue_prefix: String,
     /// Serve no playground page at `/` (the API is unchanged).
     #[arg(long, env = "FACEID_NO_PLAYGROUND")]
     no_playground: bool,
@@ -111,7 +128,12 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
-    let models = args.models.load()?;
+    // An API node runs nothing itself: its models only say what the playground offers.
+    let models = if args.queue.is_some() {
+        args.models.models()?
+    } else {
+        args.models.load()?
+    };
     let config = ServerConfig {
         bind: args.bind,
         public_url: args.public_url,
@@ -144,6 +166,10 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         },
         data_dir: args.data_dir,
         playground: !args.no_playground,
+        queue: args.queue.map(|url| SharedQueue {
+            url,
+            prefix: args.queue_prefix,
+        }),
         webhooks: WebhookPolicy {
             attempts: args.webhook_attempts,
             concurrency: args.webhook_concurrency,

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Args;
-use faceid_server::FetchPolicy;
 use faceid_server::redis_queue::worker::{self, WorkerConfig};
 use faceid_server::redis_queue::{QueueSettings, RedisQueue};
+use faceid_server::{FetchPolicy, WebhookPolicy};
 
 use crate::CliError;
 use crate::model_args::ModelArgs;
@@ -50,6 +50,10 @@ pub struct WorkerArgs {
         value_delimiter = ','
     )]
     allow_fetch_hosts: Vec<String>,
+    /// Webhook delivery attempts (1 s, 2 s, 4 s, ... apart); the worker that completes a
+    /// request sends its webhook.
+    #[arg(long, env = "FACEID_WEBHOOK_ATTEMPTS", default_value_t = 6)]
+    webhook_attempts: u32,
     /// The models requests run on.
     #[command(flatten)]
     models: ModelArgs,
@@ -84,6 +88,10 @@ pub fn run(args: WorkerArgs) -> Result<(), CliError> {
             ..FetchPolicy::default()
         },
         poll: Duration::from_secs(1),
+        webhooks: WebhookPolicy {
+            attempts: args.webhook_attempts,
+            ..WebhookPolicy::default()
+        },
     };
     // SIGTERM or Ctrl-C: finish the batch in hand, then stop.
     let stop = Arc::new(AtomicBool::new(false));

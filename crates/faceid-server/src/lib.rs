@@ -23,6 +23,7 @@ mod openapi;
 mod output;
 mod playground;
 mod prefetch;
+mod queue;
 pub mod redis_queue;
 mod routes;
 mod store;
@@ -83,6 +84,18 @@ pub struct ServerConfig {
     pub connections: ConnectionLimits,
     /// Whether `GET /` serves the playground page.
     pub playground: bool,
+    /// Run as an API node of a queue shared through Redis (workers elsewhere run the
+    /// requests): none runs the requests in this process.
+    pub queue: Option<SharedQueue>,
+}
+
+/// The queue an API node shares with other API nodes and with workers.
+#[derive(Debug, Clone)]
+pub struct SharedQueue {
+    /// `redis://[:password@]host:port/db`, or `rediss://` for TLS.
+    pub url: String,
+    /// The prefix of the queue's keys.
+    pub prefix: String,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +116,7 @@ impl Default for ServerConfig {
             data_dir: None,
             connections: ConnectionLimits::default(),
             playground: true,
+            queue: None,
         }
     }
 }
@@ -129,6 +143,14 @@ pub enum ServerError {
     /// An `--allow-fetch-host` entry is neither `host:port` nor a host.
     #[error("allow-list entry '{0}' is neither host:port nor a host")]
     AllowList(String),
+    /// The shared queue cannot be opened.
+    #[error("the shared queue {url}: {source}")]
+    Queue {
+        /// Its address (without the password).
+        url: String,
+        /// The error.
+        source: redis_queue::QueueError,
+    },
     /// The certificate or key cannot be read.
     #[error("TLS certificate {cert} / key {key}: {source}")]
     Tls {
@@ -146,7 +168,7 @@ pub struct Server {
     addr: SocketAddr,
     public_url: String,
     handle: axum_server::Handle<SocketAddr>,
-    jobs: Arc<jobs::Jobs>,
+    queue: Arc<queue::Queue>,
     workers: Vec<std::thread::JoinHandle<()>>,
     serving: tokio::task::JoinHandle<()>,
 }
@@ -192,22 +214,6 @@ impl Server {
             .unwrap_or_else(|| format!("{scheme}://{addr}"))
             .trim_end_matches('/')
             .to_string();
-        let store = match &config.data_dir {
-            Some(dir) => Some(store::Store::open(dir).map_err(|source| ServerError::Data {
-                dir: dir.clone(),
-                source,
-            })?),
-            None => None,
-        };
-        let salt = store
-            .as_ref()
-            .map_or_else(keys::random_salt, store::Store::salt);
-        let keys = Arc::new(keys::Keys::new(salt, &config.api_keys));
-        let jobs = Arc::new(jobs::Jobs::new(config.queue_capacity, store));
-        let (completed, requeued) = jobs.restore(&keys);
-        if completed + requeued > 0 {
-            tracing::info!(completed, requeued, "restored the requests of the last run");
-        }
         let files = Arc::new(output::Files {
             dir: config.files_dir.clone(),
             public_url: public_url.clone(),
@@ -219,72 +225,30 @@ impl Server {
             Arc::new(playground::Playground::new(
                 &models,
                 &public_url,
-                !keys.is_open(),
+                !config.api_keys.is_empty(),
                 config.max_body_bytes,
             ))
         });
-        let runtime = tokio::runtime::Handle::current();
-        let prefetcher = Arc::new(prefetch::Prefetcher::new(
-            jobs.clone(),
-            config.fetch.clone(),
-            runtime.clone(),
-        ));
-        for (id, input) in jobs.to_fetch() {
-            prefetcher.schedule(id, input);
-        }
-        let context = Arc::new(engine::Context {
-            models,
-            jobs: jobs.clone(),
-            files: files.clone(),
-            fetch: config.fetch.clone(),
-            webhooks: webhook::Deliveries::new(
-                config.webhooks.clone(),
-                config.fetch.clone(),
-                runtime,
-            ),
-            metrics: metrics.clone(),
-            max_batch: config.max_batch,
-        });
-        let workers = (0..config.concurrency.max(1))
-            .map(|i| {
-                let ctx = context.clone();
-                std::thread::Builder::new()
-                    .name(format!("faceid-worker-{i}"))
-                    .spawn(move || engine::worker(ctx))
-                    .expect("spawn a worker thread")
-            })
-            .collect();
+        let (queue, keys, workers) = match &config.queue {
+            Some(shared) => {
+                let (queue, keys) = open_shared(&config, shared).await?;
+                (queue, keys, Vec::new())
+            }
+            None => start_local(&config, models, &files, &metrics)?,
+        };
+        let queue = Arc::new(queue);
         let state = Arc::new(routes::AppState {
-            jobs: jobs.clone(),
+            queue: queue.clone(),
             files: files.clone(),
             fetch: config.fetch.clone(),
             metrics,
-            keys,
+            keys: Arc::new(keys),
             public_url: public_url.clone(),
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.connections.body_timeout,
             refused_body_drain: config.connections.refused_body_drain,
-            prefetcher,
         });
         let app = router(state, config.max_body_bytes, playground);
-        // Results (files and completed requests) are forgotten after the retention time.
-        let (sweep_files, sweep_jobs, retention) = (files.clone(), jobs.clone(), config.retention);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(
-                Duration::from_secs(60)
-                    .min(retention)
-                    .max(Duration::from_millis(100)),
-            );
-            loop {
-                tick.tick().await;
-                let (files, jobs) = (sweep_files.clone(), sweep_jobs.clone());
-                let _ = tokio::task::spawn_blocking(move || {
-                    files.sweep();
-                    jobs.sweep(retention);
-                })
-                .await;
-            }
-        });
         let handle = axum_server::Handle::new();
         let limits = config.connections.clone();
         let limit = conn::LimitAcceptor::new(limits.max_connections);
@@ -333,7 +297,7 @@ impl Server {
             addr,
             public_url,
             handle,
-            jobs,
+            queue,
             workers,
             serving,
         })
@@ -354,13 +318,24 @@ impl Server {
     /// requests wait on disk for the next start, and requests still running when `grace` ends
     /// are interrupted and kept there too. Without one, queued requests keep running until
     /// `grace` ends, and those left then are cancelled.
+    /// An API node of a shared queue stops taking requests and serves the open streams and
+    /// waiting clients for up to `grace`; the requests stay in Redis.
     pub async fn shutdown(self, grace: Duration) {
-        let keep = self.jobs.persistent();
-        self.jobs.drain(keep);
+        let jobs = match &*self.queue {
+            queue::Queue::Local(local) => local.jobs.clone(),
+            queue::Queue::Shared(shared) => {
+                shared.close();
+                self.handle.graceful_shutdown(Some(grace));
+                let _ = self.serving.await;
+                return;
+            }
+        };
+        let keep = jobs.persistent();
+        jobs.drain(keep);
         let deadline = tokio::time::Instant::now() + grace;
         loop {
-            let changed = self.jobs.changed();
-            let (queued, running) = self.jobs.depth();
+            let changed = jobs.changed();
+            let (queued, running) = jobs.depth();
             if running == 0 && (keep || queued == 0) {
                 break;
             }
@@ -368,7 +343,7 @@ impl Server {
                 break;
             }
         }
-        let (queued, running) = self.jobs.depth();
+        let (queued, running) = jobs.depth();
         if keep {
             if queued + running > 0 {
                 tracing::info!(
@@ -377,7 +352,7 @@ impl Server {
                     "unfinished requests are kept for the next start"
                 );
             }
-            self.jobs.suspend();
+            jobs.suspend();
         } else {
             if queued + running > 0 {
                 tracing::warn!(
@@ -386,16 +361,22 @@ impl Server {
                     "cancelling the requests left after the grace period"
                 );
             }
-            self.jobs.cancel_all();
-            self.jobs.close();
+            jobs.cancel_all();
+            jobs.close();
         }
         self.stop().await;
     }
 
-    /// Stops taking requests, cancels the queued and running ones, then stops serving.
+    /// Stops taking requests, cancels the queued and running ones, then stops serving (an API
+    /// node of a shared queue leaves its requests to the workers).
     pub async fn abort(self) {
-        self.jobs.cancel_all();
-        self.jobs.close();
+        match &*self.queue {
+            queue::Queue::Local(local) => {
+                local.jobs.cancel_all();
+                local.jobs.close();
+            }
+            queue::Queue::Shared(shared) => shared.close(),
+        }
         self.stop().await;
     }
 
@@ -410,6 +391,111 @@ impl Server {
         self.handle.graceful_shutdown(Some(Duration::from_secs(2)));
         let _ = self.serving.await;
     }
+}
+
+/// The in-process queue: restored from the data folder, with its URL fetcher, its worker
+/// threads on `models`, and the sweep of expired results.
+fn start_local(
+    config: &ServerConfig,
+    models: Models,
+    files: &Arc<output::Files>,
+    metrics: &Arc<metrics::Metrics>,
+) -> Result<(queue::Queue, keys::Keys, Vec<std::thread::JoinHandle<()>>), ServerError> {
+    let store = match &config.data_dir {
+        Some(dir) => Some(store::Store::open(dir).map_err(|source| ServerError::Data {
+            dir: dir.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let salt = store
+        .as_ref()
+        .map_or_else(keys::random_salt, store::Store::salt);
+    let keys = keys::Keys::new(salt, &config.api_keys);
+    let jobs = Arc::new(jobs::Jobs::new(config.queue_capacity, store));
+    let (completed, requeued) = jobs.restore(&keys);
+    if completed + requeued > 0 {
+        tracing::info!(completed, requeued, "restored the requests of the last run");
+    }
+    let runtime = tokio::runtime::Handle::current();
+    let prefetcher = Arc::new(prefetch::Prefetcher::new(
+        jobs.clone(),
+        config.fetch.clone(),
+        runtime.clone(),
+    ));
+    for (id, input) in jobs.to_fetch() {
+        prefetcher.schedule(id, input);
+    }
+    let context = Arc::new(engine::Context {
+        models,
+        jobs: jobs.clone(),
+        files: files.clone(),
+        fetch: config.fetch.clone(),
+        webhooks: webhook::Deliveries::new(config.webhooks.clone(), config.fetch.clone(), runtime),
+        metrics: metrics.clone(),
+        max_batch: config.max_batch,
+    });
+    let workers = (0..config.concurrency.max(1))
+        .map(|i| {
+            let ctx = context.clone();
+            std::thread::Builder::new()
+                .name(format!("faceid-worker-{i}"))
+                .spawn(move || engine::worker(ctx))
+                .expect("spawn a worker thread")
+        })
+        .collect();
+    // Results (files and completed requests) are forgotten after the retention time.
+    let (sweep_files, sweep_jobs, retention) = (files.clone(), jobs.clone(), config.retention);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(
+            Duration::from_secs(60)
+                .min(retention)
+                .max(Duration::from_millis(100)),
+        );
+        loop {
+            tick.tick().await;
+            let (files, jobs) = (sweep_files.clone(), sweep_jobs.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                files.sweep();
+                jobs.sweep(retention);
+            })
+            .await;
+        }
+    });
+    let local = queue::Local {
+        jobs,
+        prefetcher,
+        metrics: metrics.clone(),
+    };
+    Ok((queue::Queue::Local(local), keys, workers))
+}
+
+/// An API node's queue: the one in Redis, with the key salt every API node shares (so that a
+/// request submitted through one node is its key's on every node).
+async fn open_shared(
+    config: &ServerConfig,
+    shared: &SharedQueue,
+) -> Result<(queue::Queue, keys::Keys), ServerError> {
+    let settings = redis_queue::QueueSettings {
+        prefix: shared.prefix.clone(),
+        capacity: config.queue_capacity,
+        retention: config.retention,
+        ..redis_queue::QueueSettings::default()
+    };
+    let url = shared.url.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let redis = redis_queue::RedisQueue::open(&url, settings)?;
+        let salt = redis.key_salt()?;
+        Ok((redis, salt))
+    })
+    .await
+    .expect("opening the shared queue does not panic");
+    let (redis, salt) = opened.map_err(|source| ServerError::Queue {
+        url: redis_queue::redacted(&shared.url),
+        source,
+    })?;
+    let queue = queue::Queue::Shared(queue::Shared::new(Arc::new(redis)));
+    Ok((queue, keys::Keys::new(salt, &config.api_keys)))
 }
 
 fn router(

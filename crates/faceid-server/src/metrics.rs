@@ -1,4 +1,5 @@
-//! Prometheus counters: requests accepted, rejected and finished by outcome, generation time.
+//! Prometheus counters: requests accepted, rejected and finished by outcome, generation time;
+//! on an API node, the shared queue's counts too.
 
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -56,8 +57,14 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, queued: usize, running: usize) -> String {
+    /// The Prometheus text exposition; `shared`: the counts of the shared queue every node
+    /// sees (an API node's workers run elsewhere, so it finishes nothing itself).
+    pub fn render(
+        &self,
+        queued: usize,
+        running: usize,
+        shared: Option<crate::redis_queue::SharedStats>,
+    ) -> String {
         let mut out = String::new();
         let gauge = |out: &mut String, name: &str, help: &str, value: usize| {
             let _ = writeln!(
@@ -92,6 +99,27 @@ impl Metrics {
                 out,
                 "faceid_requests_total{{outcome=\"{outcome}\"}} {}",
                 counter.load(Ordering::Relaxed)
+            );
+        }
+        if let Some(shared) = shared {
+            let _ = writeln!(
+                out,
+                "# HELP faceid_shared_requests_total Requests finished on any worker of the shared queue, by outcome.\n# TYPE faceid_shared_requests_total counter"
+            );
+            for (outcome, count) in [
+                ("succeeded", shared.succeeded),
+                ("failed", shared.failed),
+                ("cancelled", shared.cancelled),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "faceid_shared_requests_total{{outcome=\"{outcome}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP faceid_shared_reclaimed_total Requests taken over from a worker that went silent.\n# TYPE faceid_shared_reclaimed_total counter\nfaceid_shared_reclaimed_total {}",
+                shared.reclaimed
             );
         }
         let h = self.seconds.lock().unwrap_or_else(|e| e.into_inner());

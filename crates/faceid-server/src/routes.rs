@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -16,17 +15,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::input::FetchPolicy;
-use crate::jobs::{Cancelled, Input, Job, Jobs, Rejected, Stage};
+use crate::jobs::{Cancelled, Rejected};
 use crate::metrics::Metrics;
 use crate::output::Files;
+use crate::queue::{Queue, Submission, Unavailable};
 
 /// The app id of the endpoint.
 pub const APP: &str = "fal-ai/ip-adapter-face-id";
 
 /// What the handlers share.
 pub struct AppState {
-    /// The requests.
-    pub jobs: Arc<Jobs>,
+    /// The requests: in this process, or shared through Redis.
+    pub queue: Arc<Queue>,
     /// Results on disk.
     pub files: Arc<Files>,
     /// Counters.
@@ -44,20 +44,6 @@ pub struct AppState {
     /// Largest body of an unauthorized request that is read (and dropped) so that its client
     /// sees the 401; larger ones are not read at all.
     pub refused_body_drain: usize,
-    /// Fetches the URLs of accepted requests.
-    pub prefetcher: Arc<crate::prefetch::Prefetcher>,
-}
-
-impl AppState {
-    /// Cancels a request, counting a queued one as finished (cancelled) at once; a running one
-    /// is counted when it stops.
-    fn cancel(&self, id: &str, owner: Option<&str>) -> Cancelled {
-        let cancelled = self.jobs.cancel(id, owner);
-        if cancelled == Cancelled::Dequeued {
-            self.metrics.finished(None, 0.0);
-        }
-        cancelled
-    }
 }
 
 /// Cancels a run-and-wait request when its client goes away (the handler is dropped with the
@@ -72,10 +58,13 @@ struct CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            let cancelled = self.state.cancel(&self.id, self.owner.as_deref());
-            if matches!(cancelled, Cancelled::Requested | Cancelled::Dequeued) {
-                tracing::info!(request_id = %self.id, "the client went away: request cancelled");
-            }
+            let (state, id, owner) = (self.state.clone(), self.id.clone(), self.owner.take());
+            tokio::spawn(async move {
+                let cancelled = state.queue.cancel(&id, owner.as_deref()).await;
+                if matches!(cancelled, Ok(Cancelled::Requested | Cancelled::Dequeued)) {
+                    tracing::info!(request_id = %id, "the client went away: request cancelled");
+                }
+            });
         }
     }
 }
@@ -93,6 +82,11 @@ fn reply(status: StatusCode, body: Value, request_id: &str) -> Response {
 
 fn detail(status: StatusCode, message: &str, request_id: &str) -> Response {
     reply(status, json!({ "detail": message }), request_id)
+}
+
+/// 503: the queue cannot be reached now.
+fn unavailable(Unavailable(reason): Unavailable, request_id: &str) -> Response {
+    detail(StatusCode::SERVICE_UNAVAILABLE, &reason, request_id)
 }
 
 fn new_id() -> String {
@@ -249,31 +243,23 @@ fn unprocessable(errors: &[FieldError], id: &str) -> Response {
     )
 }
 
-fn enqueue(
+async fn enqueue(
     state: &AppState,
     owner: Option<String>,
-    (input, inline_images, raw_input): (FalRequest, bool, Value),
+    (input, inline_images, raw): (FalRequest, bool, Value),
     webhook: Option<String>,
 ) -> Result<(String, usize), Response> {
     let id = new_id();
-    let fetch = crate::input::needs_fetch(&input).then(|| input.clone());
-    let job = Job {
-        id: id.clone(),
+    let submission = Submission {
         owner,
-        input: Some(Box::new(Input::new(input, raw_input))),
-        seq: 0,
+        input,
+        raw,
         inline_images,
         webhook,
-        stage: Stage::Queued,
-        logs: Vec::new(),
-        cancel: Arc::new(AtomicBool::new(false)),
     };
-    match state.jobs.submit(job) {
+    match state.queue.submit(&id, submission).await {
         Ok(position) => {
             state.metrics.accepted();
-            if let Some(input) = fetch {
-                state.prefetcher.schedule(id.clone(), input);
-            }
             Ok((id, position))
         }
         Err(Rejected::QueueFull { capacity }) => {
@@ -311,7 +297,7 @@ pub async fn run_sync(State(state): Shared, headers: HeaderMap, body: Body) -> R
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
-    let (id, _) = match enqueue(&state, owner.clone(), parsed, None) {
+    let (id, _) = match enqueue(&state, owner.clone(), parsed, None).await {
         Ok(accepted) => accepted,
         Err(response) => return response,
     };
@@ -322,14 +308,24 @@ pub async fn run_sync(State(state): Shared, headers: HeaderMap, body: Body) -> R
         armed: true,
     };
     loop {
-        let changed = state.jobs.changed();
-        if let Some(Some(outcome)) = state.jobs.outcome(&id, owner.as_deref()) {
-            guard.armed = false;
-            let status = StatusCode::from_u16(outcome.status_code)
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return reply(status, outcome.body, &id);
+        let changed = state.queue.changed();
+        match state.queue.outcome(&id, owner.as_deref()).await {
+            Ok(Some(Some(outcome))) => {
+                guard.armed = false;
+                let status = StatusCode::from_u16(outcome.status_code)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return reply(status, outcome.body, &id);
+            }
+            Ok(Some(None)) => {}
+            Ok(None) => {
+                // Expired before this client could read it.
+                guard.armed = false;
+                return detail(StatusCode::NOT_FOUND, "no such request", &id);
+            }
+            // Redis out of reach for a moment: keep waiting (the request is stored).
+            Err(Unavailable(reason)) => tracing::warn!(request_id = %id, "{reason}"),
         }
-        changed.await;
+        changed.wait().await;
     }
 }
 
@@ -377,7 +373,7 @@ pub async fn submit(
             return unprocessable(&[error], &new_id());
         }
     }
-    let (id, position) = match enqueue(&state, owner, parsed, query.fal_webhook) {
+    let (id, position) = match enqueue(&state, owner, parsed, query.fal_webhook).await {
         Ok(accepted) => accepted,
         Err(response) => return response,
     };
@@ -423,8 +419,9 @@ pub async fn status(
         Err(response) => return response,
     };
     let logs = matches!(query.logs.as_deref(), Some("1" | "true"));
-    match state.jobs.status(&id, owner.as_deref(), logs) {
-        Some((status, done)) => {
+    match state.queue.status(&id, owner.as_deref(), logs).await {
+        Err(e) => unavailable(e, &id),
+        Ok(Some((status, done))) => {
             let code = if done {
                 StatusCode::OK
             } else {
@@ -432,7 +429,7 @@ pub async fn status(
             };
             reply(code, with_urls(&state, &id, status), &id)
         }
-        None => detail(StatusCode::NOT_FOUND, "no such request", &id),
+        Ok(None) => detail(StatusCode::NOT_FOUND, "no such request", &id),
     }
 }
 
@@ -449,8 +446,10 @@ pub async fn status_stream(
         Err(response) => return response,
     };
     let logs = !matches!(query.logs.as_deref(), Some("0" | "false"));
-    if state.jobs.status(&id, owner.as_deref(), logs).is_none() {
-        return detail(StatusCode::NOT_FOUND, "no such request", &id);
+    match state.queue.status(&id, owner.as_deref(), logs).await {
+        Err(e) => return unavailable(e, &id),
+        Ok(None) => return detail(StatusCode::NOT_FOUND, "no such request", &id),
+        Ok(Some(_)) => {}
     }
     // Each event carries only the log lines that are new since the previous one: the JS client
     // appends every event's logs to what it has.
@@ -469,13 +468,22 @@ pub async fn status_stream(
             }
             loop {
                 let fresh = {
-                    let changed = state.jobs.changed();
-                    let (mut status, done) = state.jobs.status(&id, owner.as_deref(), logs)?;
+                    let changed = state.queue.changed();
+                    let (mut status, done) =
+                        match state.queue.status(&id, owner.as_deref(), logs).await {
+                            Ok(found) => found?,
+                            Err(Unavailable(reason)) => {
+                                // Keep the stream open: the request is stored.
+                                tracing::warn!(request_id = %id, "{reason}");
+                                changed.wait().await;
+                                continue;
+                            }
+                        };
                     let all = status["logs"].as_array().cloned();
                     status["logs"] = Value::Null;
                     let key = format!("{status}{}", all.as_ref().map_or(0, Vec::len));
                     if last.as_deref() == Some(key.as_str()) {
-                        changed.await;
+                        changed.wait().await;
                         None
                     } else {
                         let total = all.as_ref().map_or(0, Vec::len);
@@ -505,18 +513,19 @@ pub async fn result(State(state): Shared, Path(id): Path<String>, headers: Heade
         Ok(owner) => owner,
         Err(response) => return response,
     };
-    match state.jobs.outcome(&id, owner.as_deref()) {
-        Some(Some(outcome)) => {
+    match state.queue.outcome(&id, owner.as_deref()).await {
+        Err(e) => unavailable(e, &id),
+        Ok(Some(Some(outcome))) => {
             let status = StatusCode::from_u16(outcome.status_code)
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             reply(status, outcome.body, &id)
         }
-        Some(None) => detail(
+        Ok(Some(None)) => detail(
             StatusCode::BAD_REQUEST,
             "the request is still in progress",
             &id,
         ),
-        None => detail(StatusCode::NOT_FOUND, "no such request", &id),
+        Ok(None) => detail(StatusCode::NOT_FOUND, "no such request", &id),
     }
 }
 
@@ -526,7 +535,11 @@ pub async fn cancel(State(state): Shared, Path(id): Path<String>, headers: Heade
         Ok(owner) => owner,
         Err(response) => return response,
     };
-    let (code, status) = match state.cancel(&id, owner.as_deref()) {
+    let cancelled = match state.queue.cancel(&id, owner.as_deref()).await {
+        Ok(cancelled) => cancelled,
+        Err(e) => return unavailable(e, &id),
+    };
+    let (code, status) = match cancelled {
         Cancelled::Requested | Cancelled::Dequeued => {
             (StatusCode::ACCEPTED, "CANCELLATION_REQUESTED")
         }
@@ -539,36 +552,28 @@ pub async fn cancel(State(state): Shared, Path(id): Path<String>, headers: Heade
 /// `GET /files/{name}`: a stored result image.
 pub async fn file(State(state): Shared, Path(name): Path<String>) -> Response {
     let id = new_id();
-    let Some(path) = state.files.path(&name) else {
-        return detail(StatusCode::NOT_FOUND, "no such file", &id);
-    };
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => {
+    match state.queue.file(&state.files, &name).await {
+        Ok(Some(bytes)) => {
             let mut response = ([("content-type", "image/png")], bytes).into_response();
             if let Ok(value) = HeaderValue::from_str(&id) {
                 response.headers_mut().insert("x-fal-request-id", value);
             }
             response
         }
-        Err(_) => detail(
+        Ok(None) => detail(
             StatusCode::NOT_FOUND,
             "no such file (results are kept for a limited time)",
             &id,
         ),
+        Err(e) => unavailable(e, &id),
     }
 }
 
 /// `GET /health`: 200 with the queue depth, or 503 with the reason when the data folder or
-/// the results folder cannot be written.
+/// the results folder cannot be written, or the shared queue's Redis cannot be reached.
 pub async fn health(State(state): Shared) -> Response {
-    let (queued, running) = state.jobs.depth();
-    let probe = state.clone();
-    let problem = tokio::task::spawn_blocking(move || {
-        let data = probe.jobs.probe_storage().and_then(Result::err);
-        data.or_else(|| probe.files.probe().err())
-    })
-    .await
-    .unwrap_or_else(|e| Some(format!("the storage check failed: {e}")));
+    let problem = state.queue.problem(&state.files).await;
+    let (queued, running) = state.queue.depth().await.unwrap_or_default();
     match problem {
         None => reply(
             StatusCode::OK,
@@ -585,8 +590,9 @@ pub async fn health(State(state): Shared) -> Response {
 
 /// `GET /metrics`: Prometheus text.
 pub async fn metrics(State(state): Shared) -> Response {
-    let (queued, running) = state.jobs.depth();
-    let text = state.metrics.render(queued, running);
+    let (queued, running) = state.queue.depth().await.unwrap_or_default();
+    let shared = state.queue.shared_stats().await;
+    let text = state.metrics.render(queued, running, shared);
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::input::{FetchPolicy, check_host, guarded_agent};
-use crate::jobs::{Jobs, Outcome};
+use crate::jobs::{Outcome, RequestLog};
 use tokio::sync::Semaphore;
 
 /// How deliveries are retried.
@@ -78,20 +78,21 @@ impl Deliveries {
         }
     }
 
-    /// Delivers `body` for request `id` to `url`, logging the result in the request's logs.
-    pub fn send(&self, jobs: Arc<Jobs>, id: String, url: String, body: Value) {
+    /// Delivers `body` for request `id` to `url`, writing the result to the request's logs in
+    /// `log`.
+    pub fn send(&self, log: Arc<dyn RequestLog>, id: String, url: String, body: Value) {
         let (policy, hosts, slots) = (self.policy.clone(), self.hosts.clone(), self.slots.clone());
         self.runtime.spawn(async move {
             let (attempts, result) = deliver(&url, body.to_string(), &policy, &hosts, &slots).await;
             match result {
-                Ok(()) => jobs.log(
+                Ok(()) => log.log_line(
                     &id,
                     "INFO",
                     format!("webhook delivered (attempt {attempts})"),
                 ),
                 Err(e) => {
                     tracing::warn!(request_id = %id, url, attempts, "webhook not delivered: {e}");
-                    jobs.log(
+                    log.log_line(
                         &id,
                         "ERROR",
                         format!("webhook not delivered after {attempts} attempts: {e}"),

@@ -3,5 +3,6 @@
 mod generate;
 mod hub;
 mod plus;
+mod scale_out;
 mod serve;
 mod worker;

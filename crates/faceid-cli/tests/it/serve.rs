@@ -13,7 +13,7 @@ use crate::generate::{data, faceid, tiny_models};
 const QUEUE: &str = "/queue/fal-ai/ip-adapter-face-id";
 
 /// Starts `faceid serve` on the tiny models with `extra` options; returns it and its URL.
-fn serve(extra: &[&str]) -> (Child, String) {
+pub(crate) fn serve(extra: &[&str]) -> (Child, String) {
     let mut child = tiny_models(
         faceid()
             .args(["serve", "--bind", "127.0.0.1:0"])
@@ -51,7 +51,7 @@ fn serve(extra: &[&str]) -> (Child, String) {
     (child, url)
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let status = std::process::Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -59,7 +59,7 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -103,7 +103,7 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-fn face_input(steps: u32, samples: u32) -> Value {
+pub(crate) fn face_input(steps: u32, samples: u32) -> Value {
     let face = std::fs::read(data().join("faces/astronaut.png")).unwrap();
     json!({
         "prompt": "a photo of an astronaut",
@@ -127,7 +127,7 @@ fn wait_status(status_url: &str, wanted: &[&str]) -> Value {
     }
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use crate::generate::{data, faceid, tiny_models};
 
-struct Worker(Child);
+/// A `faceid worker` process, killed when dropped.
+pub(crate) struct Worker(pub(crate) Child);
 
 impl Drop for Worker {
     fn drop(&mut self) {
@@ -20,15 +21,22 @@ impl Drop for Worker {
 }
 
 fn worker(redis: &RedisServer, name: &str) -> Worker {
+    worker_for(redis, name, "http://api.example:8000", &[])
+}
+
+/// A worker on the tiny models whose images are addressed at `public_url`, taking requests
+/// over after 2 s of silence.
+pub(crate) fn worker_for(
+    redis: &RedisServer,
+    name: &str,
+    public_url: &str,
+    extra: &[&str],
+) -> Worker {
     let child = tiny_models(
         faceid()
             .args(["worker", "--queue", &redis.url(), "--name", name])
-            .args([
-                "--public-url",
-                "http://api.example:8000",
-                "--visibility-secs",
-                "2",
-            ]),
+            .args(["--public-url", public_url, "--visibility-secs", "2"])
+            .args(extra),
     )
     .stderr(Stdio::null())
     .spawn()

@@ -111,8 +111,12 @@ pub struct Claim {
 pub enum Start {
     /// Run it.
     Run(NewRequest),
-    /// It was delivered more than the maximum: complete it as failed.
-    Exhausted,
+    /// It was delivered more than the maximum: complete it as failed (and send the failure to
+    /// its webhook, if it has one).
+    Exhausted {
+        /// Where to POST the result.
+        webhook: Option<String>,
+    },
     /// It was completed or cancelled meanwhile; nothing to do.
     Gone,
 }
@@ -156,13 +160,32 @@ fn millis(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The shared queue, as one node sees it.
+/// Connections kept open for the next command (more may be open while commands run).
+const IDLE_CONNECTIONS: usize = 8;
+/// Time to connect to Redis.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time one command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A pooled connection idle for longer is checked with a `PING` before it is used (Redis may
+/// have restarted meanwhile).
+const CHECK_AFTER: Duration = Duration::from_millis(100);
+
+/// The shared queue, as one node sees it. Every command takes a connection from a small pool;
+/// a connection that failed (Redis restarted, the network dropped) is closed, and the next
+/// command opens a new one, and a connection idle for a while is checked before use, so a node
+/// outlives a Redis restart.
 pub struct RedisQueue {
     settings: QueueSettings,
-    /// Short commands.
-    conn: Mutex<redis::Connection>,
-    /// Blocking reads of the stream (a worker's own).
-    reader: Mutex<redis::Connection>,
+    client: redis::Client,
+    /// Open connections for short commands, with the time each was last used.
+    idle: Mutex<Vec<(redis::Connection, std::time::Instant)>>,
+    /// The connection of blocking stream reads (a worker's own).
+    reader: Mutex<Option<redis::Connection>>,
+}
+
+/// Whether an error leaves the connection unusable.
+fn broken(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
 }
 
 impl RedisQueue {
@@ -170,24 +193,72 @@ impl RedisQueue {
     /// sure the stream and the workers' group exist.
     pub fn open(url: &str, settings: QueueSettings) -> Result<Self, QueueError> {
         let client = redis::Client::open(url)?;
-        let mut conn = client.get_connection()?;
-        let reader = client.get_connection()?;
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(key(&settings, "stream"))
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query(&mut conn);
-        match created {
-            Err(e) if e.code() == Some("BUSYGROUP") => {}
-            other => other?,
-        }
-        Ok(Self {
+        let this = Self {
             settings,
-            conn: Mutex::new(conn),
-            reader: Mutex::new(reader),
-        })
+            client,
+            idle: Mutex::new(Vec::new()),
+            reader: Mutex::new(None),
+        };
+        this.ensure_group()?;
+        Ok(this)
+    }
+
+    /// Creates the stream and the workers' group unless they exist (again after Redis lost
+    /// them, e.g. restarted without persistence).
+    fn ensure_group(&self) -> Result<(), QueueError> {
+        let stream = self.key("stream");
+        let created: Result<(), QueueError> = self.with(|conn| {
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query(conn)
+        });
+        match created {
+            Err(QueueError::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    fn connect(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+        let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        conn.set_read_timeout(Some(timeout))?;
+        conn.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+        Ok(conn)
+    }
+
+    /// Runs `command` on a pooled connection. When a pooled connection turns out broken
+    /// (Redis restarted since its last use) the command runs again once on a new one: every
+    /// command is either a read or idempotent (see `scripts`).
+    fn with<T>(
+        &self,
+        mut command: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, QueueError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let usable = pooled.and_then(|(mut conn, used)| {
+            let fresh =
+                used.elapsed() < CHECK_AFTER || redis::cmd("PING").query::<()>(&mut conn).is_ok();
+            fresh.then_some(conn)
+        });
+        let retry = usable.is_some();
+        let mut conn = match usable {
+            Some(conn) => conn,
+            None => self.connect(COMMAND_TIMEOUT)?,
+        };
+        let mut result = command(&mut conn);
+        if retry && result.as_ref().is_err_and(broken) {
+            conn = self.connect(COMMAND_TIMEOUT)?;
+            result = command(&mut conn);
+        }
+        if !result.as_ref().is_err_and(broken) {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE_CONNECTIONS {
+                idle.push((conn, std::time::Instant::now()));
+            }
+        }
+        Ok(result?)
     }
 
     /// The settings.
@@ -207,30 +278,28 @@ impl RedisQueue {
         self.key(&format!("logs:{id}"))
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, redis::Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Whether Redis answers.
     pub fn ping(&self) -> Result<(), QueueError> {
-        Ok(redis::cmd("PING").query::<()>(&mut *self.conn())?)
+        self.with(|c| redis::cmd("PING").query::<()>(c))
     }
 
     /// Accepts a request; returns its queue position, or `None` when the queue is full.
     pub fn submit(&self, request: &NewRequest) -> Result<Option<usize>, QueueError> {
-        let position: i64 = Script::new(scripts::SUBMIT)
-            .key(self.key("waiting"))
-            .key(self.key("seq"))
-            .key(self.req(&request.id))
-            .key(self.key("stream"))
-            .arg(self.settings.capacity)
-            .arg(&request.id)
-            .arg(request.owner.as_deref().unwrap_or(""))
-            .arg(request.input.to_string())
-            .arg(u8::from(request.inline_images))
-            .arg(request.webhook.as_deref().unwrap_or(""))
-            .arg(self.key("events"))
-            .invoke(&mut *self.conn())?;
+        let position: i64 = self.with(|c| {
+            Script::new(scripts::SUBMIT)
+                .key(self.key("waiting"))
+                .key(self.key("seq"))
+                .key(self.req(&request.id))
+                .key(self.key("stream"))
+                .arg(self.settings.capacity)
+                .arg(&request.id)
+                .arg(request.owner.as_deref().unwrap_or(""))
+                .arg(request.input.to_string())
+                .arg(u8::from(request.inline_images))
+                .arg(request.webhook.as_deref().unwrap_or(""))
+                .arg(self.key("events"))
+                .invoke(c)
+        })?;
         Ok((position >= 0).then_some(position as usize))
     }
 
@@ -244,11 +313,45 @@ impl RedisQueue {
     ) -> Result<Vec<Claim>, QueueError> {
         let stream = self.key("stream");
         let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let stale: redis::streams::StreamAutoClaimReply = reader.xautoclaim_options(
-            &stream,
+        let conn = match reader.as_mut() {
+            Some(conn) => conn,
+            None => reader.insert(self.connect(block + COMMAND_TIMEOUT)?),
+        };
+        let read = Self::read_claims(conn, &stream, worker, max, block, self.settings.visibility);
+        if let Err(e) = &read {
+            if broken(e) {
+                *reader = None;
+            } else if e.code() == Some("NOGROUP") {
+                drop(reader);
+                self.ensure_group()?;
+            }
+        }
+        let claims = read?;
+        Ok(claims
+            .into_iter()
+            .map(|(id, entry, reclaimed)| Claim {
+                id,
+                entry,
+                deliveries: 0,
+                reclaimed,
+            })
+            .collect())
+    }
+
+    /// Reclaims entries silent for `visibility`, or else reads new ones (waiting up to `block`).
+    fn read_claims(
+        conn: &mut redis::Connection,
+        stream: &str,
+        worker: &str,
+        max: usize,
+        block: Duration,
+        visibility: Duration,
+    ) -> redis::RedisResult<Vec<(String, String, bool)>> {
+        let stale: redis::streams::StreamAutoClaimReply = conn.xautoclaim_options(
+            stream,
             GROUP,
             worker,
-            self.settings.visibility.as_millis() as u64,
+            visibility.as_millis() as u64,
             "0-0",
             StreamAutoClaimOptions::default().count(max),
         )?;
@@ -262,8 +365,7 @@ impl RedisQueue {
                 .group(GROUP, worker)
                 .count(max)
                 .block(block.as_millis().max(1) as usize);
-            let read: Option<StreamReadReply> =
-                reader.xread_options(&[&stream], &[">"], &options)?;
+            let read: Option<StreamReadReply> = conn.xread_options(&[stream], &[">"], &options)?;
             for key in read.map(|r| r.keys).unwrap_or_default() {
                 for entry in key.ids {
                     if let Some(id) = entry.get::<String>("id") {
@@ -272,34 +374,30 @@ impl RedisQueue {
                 }
             }
         }
-        drop(reader);
-        Ok(claims
-            .into_iter()
-            .map(|(id, entry, reclaimed)| Claim {
-                id,
-                entry,
-                deliveries: 0,
-                reclaimed,
-            })
-            .collect())
+        Ok(claims)
     }
 
     /// Marks a claimed request running on `worker` and returns what to do with it (its
     /// `deliveries` are counted here).
     pub fn start(&self, worker: &str, claim: &mut Claim) -> Result<Start, QueueError> {
-        let reply: Vec<redis::Value> = Script::new(scripts::START)
-            .key(self.req(&claim.id))
-            .key(self.key("waiting"))
-            .key(self.key("running"))
-            .key(self.key("stream"))
-            .arg(&claim.id)
-            .arg(worker)
-            .arg(self.settings.max_deliveries)
-            .arg(GROUP)
-            .arg(&claim.entry)
-            .arg(millis(SystemTime::now()))
-            .arg(self.key("events"))
-            .invoke(&mut *self.conn())?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let reply: Vec<redis::Value> = self.with(|c| {
+            Script::new(scripts::START)
+                .key(self.req(&claim.id))
+                .key(self.key("waiting"))
+                .key(self.key("running"))
+                .key(self.key("stream"))
+                .key(self.key("stats"))
+                .arg(&claim.id)
+                .arg(worker)
+                .arg(self.settings.max_deliveries)
+                .arg(GROUP)
+                .arg(&claim.entry)
+                .arg(millis(SystemTime::now()))
+                .arg(self.key("events"))
+                .arg(&token)
+                .invoke(c)
+        })?;
         let int = |i: usize| match reply.get(i) {
             Some(redis::Value::Int(n)) => *n,
             _ => 0,
@@ -326,7 +424,12 @@ impl RedisQueue {
                     webhook: (!webhook.is_empty()).then_some(webhook),
                 })
             }
-            -1 => Start::Exhausted,
+            -1 => {
+                let webhook = text(5);
+                Start::Exhausted {
+                    webhook: (!webhook.is_empty()).then_some(webhook),
+                }
+            }
             _ => Start::Gone,
         })
     }
@@ -336,32 +439,53 @@ impl RedisQueue {
         if entries.is_empty() {
             return Ok(());
         }
-        redis::cmd("XCLAIM")
-            .arg(self.key("stream"))
-            .arg(GROUP)
-            .arg(worker)
-            .arg(0)
-            .arg(entries)
-            .arg("JUSTID")
-            .query::<()>(&mut *self.conn())?;
-        Ok(())
+        let stream = self.key("stream");
+        self.with(|c| {
+            redis::cmd("XCLAIM")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg(worker)
+                .arg(0)
+                .arg(entries)
+                .arg("JUSTID")
+                .query::<()>(c)
+        })
     }
 
     /// Adds a log line to a running request; returns whether it was asked to stop.
     pub fn log(&self, id: &str, level: &'static str, message: String) -> Result<bool, QueueError> {
+        self.add_line(id, level, message, false)
+    }
+
+    /// Adds a log line to a request that may have completed (what happened after: webhook
+    /// deliveries); it expires with the request.
+    pub fn note(&self, id: &str, level: &'static str, message: String) -> Result<(), QueueError> {
+        self.add_line(id, level, message, true).map(|_| ())
+    }
+
+    fn add_line(
+        &self,
+        id: &str,
+        level: &'static str,
+        message: String,
+        after: bool,
+    ) -> Result<bool, QueueError> {
         let line = LogItem {
             message,
             level,
             at: SystemTime::now(),
         }
         .to_json();
-        let cancel: i64 = Script::new(scripts::LOG)
-            .key(self.req(id))
-            .key(self.logs(id))
-            .arg(line.to_string())
-            .arg(self.key("events"))
-            .arg(id)
-            .invoke(&mut *self.conn())?;
+        let cancel: i64 = self.with(|c| {
+            Script::new(scripts::LOG)
+                .key(self.req(id))
+                .key(self.logs(id))
+                .arg(line.to_string())
+                .arg(self.key("events"))
+                .arg(id)
+                .arg(u8::from(after))
+                .invoke(c)
+        })?;
         Ok(cancel == 1)
     }
 
@@ -375,18 +499,28 @@ impl RedisQueue {
     ) -> Result<bool, QueueError> {
         let stored =
             serde_json::to_string(&StoredOutcome::from(outcome)).expect("an outcome serializes");
-        let first: i64 = Script::new(scripts::COMPLETE)
-            .key(self.req(id))
-            .key(self.key("running"))
-            .key(self.logs(id))
-            .key(self.key("stream"))
-            .arg(id)
-            .arg(stored)
-            .arg(self.settings.retention.as_millis() as u64)
-            .arg(GROUP)
-            .arg(entry.unwrap_or(""))
-            .arg(self.key("events"))
-            .invoke(&mut *self.conn())?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let first: i64 = self.with(|c| {
+            Script::new(scripts::COMPLETE)
+                .key(self.req(id))
+                .key(self.key("running"))
+                .key(self.logs(id))
+                .key(self.key("stream"))
+                .key(self.key("stats"))
+                .arg(id)
+                .arg(&stored)
+                .arg(self.settings.retention.as_millis() as u64)
+                .arg(GROUP)
+                .arg(entry.unwrap_or(""))
+                .arg(self.key("events"))
+                .arg(match outcome.status_code {
+                    _ if outcome.cancelled() => "cancelled",
+                    200 => "succeeded",
+                    _ => "failed",
+                })
+                .arg(&token)
+                .invoke(c)
+        })?;
         Ok(first == 1)
     }
 
@@ -400,17 +534,22 @@ impl RedisQueue {
             at: SystemTime::now(),
         }
         .to_json();
-        let answer: String = Script::new(scripts::CANCEL)
-            .key(self.req(id))
-            .key(self.key("waiting"))
-            .key(self.logs(id))
-            .arg(id)
-            .arg(key.unwrap_or(""))
-            .arg(outcome)
-            .arg(self.settings.retention.as_millis() as u64)
-            .arg(line.to_string())
-            .arg(self.key("events"))
-            .invoke(&mut *self.conn())?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let answer: String = self.with(|c| {
+            Script::new(scripts::CANCEL)
+                .key(self.req(id))
+                .key(self.key("waiting"))
+                .key(self.logs(id))
+                .key(self.key("stats"))
+                .arg(id)
+                .arg(key.unwrap_or(""))
+                .arg(&outcome)
+                .arg(self.settings.retention.as_millis() as u64)
+                .arg(line.to_string())
+                .arg(self.key("events"))
+                .arg(&token)
+                .invoke(c)
+        })?;
         Ok(match answer.as_str() {
             "requested" => Cancelled::Requested,
             "dequeued" => Cancelled::Dequeued,
@@ -427,14 +566,16 @@ impl RedisQueue {
         key: Option<&str>,
         logs: bool,
     ) -> Result<Option<(Stage, usize, Vec<Value>)>, QueueError> {
-        let reply: Vec<String> = Script::new(scripts::STATUS)
-            .key(self.req(id))
-            .key(self.key("waiting"))
-            .key(self.logs(id))
-            .arg(id)
-            .arg(key.unwrap_or(""))
-            .arg(u8::from(logs))
-            .invoke(&mut *self.conn())?;
+        let reply: Vec<String> = self.with(|c| {
+            Script::new(scripts::STATUS)
+                .key(self.req(id))
+                .key(self.key("waiting"))
+                .key(self.logs(id))
+                .arg(id)
+                .arg(key.unwrap_or(""))
+                .arg(u8::from(logs))
+                .invoke(c)
+        })?;
         let Some((stage, rest)) = reply.split_first() else {
             return Ok(None);
         };
@@ -496,22 +637,119 @@ impl RedisQueue {
     /// Keeps a result file for the retention time.
     pub fn put_file(&self, name: &str, bytes: &[u8]) -> Result<(), QueueError> {
         let ttl = self.settings.retention.as_millis() as u64;
-        self.conn()
-            .pset_ex::<_, _, ()>(self.key(&format!("file:{name}")), bytes, ttl)?;
-        Ok(())
+        let key = self.key(&format!("file:{name}"));
+        self.with(|c| c.pset_ex::<_, _, ()>(&key, bytes, ttl))
     }
 
     /// A result file, while it is kept.
     pub fn file(&self, name: &str) -> Result<Option<Vec<u8>>, QueueError> {
-        Ok(self.conn().get(self.key(&format!("file:{name}")))?)
+        let key = self.key(&format!("file:{name}"));
+        self.with(|c| c.get(&key))
     }
 
     /// (waiting, running) across every node.
     pub fn depth(&self) -> Result<(usize, usize), QueueError> {
-        let mut conn = self.conn();
-        let waiting: usize = conn.zcard(self.key("waiting"))?;
-        let running: usize = conn.zcard(self.key("running"))?;
-        Ok((waiting, running))
+        let (waiting, running) = (self.key("waiting"), self.key("running"));
+        self.with(|c| {
+            redis::pipe()
+                .zcard(&waiting)
+                .zcard(&running)
+                .query::<(usize, usize)>(c)
+        })
+    }
+
+    /// Requests finished across every node, and deliveries that took a request over from a
+    /// silent worker.
+    pub fn stats(&self) -> Result<SharedStats, QueueError> {
+        let key = self.key("stats");
+        let counts: std::collections::HashMap<String, u64> = self.with(|c| c.hgetall(&key))?;
+        let count = |name: &str| counts.get(name).copied().unwrap_or(0);
+        Ok(SharedStats {
+            succeeded: count("succeeded"),
+            failed: count("failed"),
+            cancelled: count("cancelled"),
+            reclaimed: count("reclaimed"),
+        })
+    }
+
+    /// The salt of API key owner ids, the same on every API node: created by the first node,
+    /// read by the others.
+    pub fn key_salt(&self) -> Result<[u8; crate::keys::SALT_LEN], QueueError> {
+        let key = self.key("salt");
+        let fresh: Vec<u8> = crate::keys::random_salt().to_vec();
+        let stored: Vec<u8> = self.with(|c| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(&key)
+                .arg(&fresh)
+                .arg("NX")
+                .ignore()
+                .get(&key)
+                .query::<(Vec<u8>,)>(c)
+                .map(|(salt,)| salt)
+        })?;
+        stored
+            .try_into()
+            .map_err(|salt: Vec<u8>| QueueError::Corrupt {
+                what: "key salt",
+                id: "-".into(),
+                reason: format!("{} bytes instead of {}", salt.len(), crate::keys::SALT_LEN),
+            })
+    }
+
+    /// Calls `changed` with the id of every request that changes, from any node, until `stop`
+    /// is set; after a lost connection it reconnects and calls `changed(None)`, since changes
+    /// may have been missed meanwhile. Blocks: run it on a thread of its own.
+    pub fn watch(&self, stop: &std::sync::atomic::AtomicBool, changed: &dyn Fn(Option<&str>)) {
+        use std::sync::atomic::Ordering;
+        let channel = self.key("events");
+        while !stop.load(Ordering::SeqCst) {
+            let subscribed = self
+                .connect(Duration::from_millis(500))
+                .and_then(|mut conn| {
+                    let mut pubsub = conn.as_pubsub();
+                    pubsub.subscribe(&channel)?;
+                    changed(None);
+                    while !stop.load(Ordering::SeqCst) {
+                        match pubsub.get_message() {
+                            Ok(message) => {
+                                let id: String = message.get_payload().unwrap_or_default();
+                                changed(Some(&id));
+                            }
+                            Err(e) if e.is_timeout() => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(())
+                });
+            if let Err(e) = subscribed {
+                tracing::warn!("lost the shared queue's events: {e}; reconnecting");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// Counts kept in Redis for every node of a queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SharedStats {
+    /// Requests completed with an output.
+    pub succeeded: u64,
+    /// Requests completed with an error.
+    pub failed: u64,
+    /// Requests cancelled.
+    pub cancelled: u64,
+    /// Deliveries of a request whose earlier worker went silent.
+    pub reclaimed: u64,
+}
+
+/// A queue address without its password, for messages.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
     }
 }
 

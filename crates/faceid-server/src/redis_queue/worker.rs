@@ -1,6 +1,8 @@
 //! A worker on the shared queue: takes requests, keeps its claims alive while it runs them
 //! (requests of the same shape share a denoising loop, as in one process), stores the images
-//! in Redis for every API node to serve, and completes each request once.
+//! in Redis for every API node to serve, completes each request once, and sends the webhook of
+//! the requests it completes (a webhook still being retried when the worker stops or dies is
+//! not sent by another worker).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::input::FetchPolicy;
 use crate::jobs::{Outcome, RequestLog, Work};
 use crate::models::Models;
 use crate::output::Files;
+use crate::webhook::{self, WebhookPolicy};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -30,6 +33,19 @@ pub struct WorkerConfig {
     pub fetch: FetchPolicy,
     /// How long one wait for new requests lasts (the stop flag is read between waits).
     pub poll: Duration,
+    /// How webhooks are retried (their hosts are checked against `fetch`).
+    pub webhooks: WebhookPolicy,
+}
+
+/// Log lines written after completion (webhook deliveries), kept with the request.
+struct Notes(Arc<RedisQueue>);
+
+impl RequestLog for Notes {
+    fn log_line(&self, id: &str, level: &'static str, message: String) {
+        if let Err(e) = self.0.note(id, level, message) {
+            tracing::warn!(request_id = %id, "cannot log to the shared queue: {e}");
+        }
+    }
 }
 
 /// Log lines go to Redis; a cancel asked for on any node comes back with the next one.
@@ -116,12 +132,34 @@ pub fn run(
         retention: queue.settings().retention,
         shared: Some(queue.clone()),
     };
+    // Webhook deliveries wait between attempts on a runtime of their own.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("faceid-webhooks")
+        .enable_all()
+        .build()
+        .expect("start the webhook runtime");
+    let deliveries = webhook::Deliveries::new(
+        config.webhooks.clone(),
+        config.fetch.clone(),
+        runtime.handle().clone(),
+    );
+    let notes: Arc<dyn RequestLog> = Arc::new(Notes(queue.clone()));
+    let mut webhooks: HashMap<String, String> = HashMap::new();
     let mut completed = 0;
     let mut complete =
-        |id: &str, entry: &str, outcome: &Outcome| match queue.complete(id, Some(entry), outcome) {
+        |id: &str, entry: &str, outcome: &Outcome, webhook: Option<String>| match queue.complete(
+            id,
+            Some(entry),
+            outcome,
+        ) {
             Ok(true) => {
                 completed += 1;
                 tracing::info!(request_id = %id, status = outcome.status_code, "request finished");
+                if let Some(url) = webhook {
+                    let body = webhook::payload(id, outcome);
+                    deliveries.send(notes.clone(), id.to_string(), url, body);
+                }
             }
             Ok(false) => tracing::info!(request_id = %id, "completed by another worker first"),
             Err(e) => tracing::warn!(request_id = %id, "cannot complete: {e}"),
@@ -142,8 +180,8 @@ pub fn run(
             match queue.start(&config.name, &mut claim) {
                 Ok(Start::Run(request)) => match FalRequest::from_json(&request.input) {
                     Ok(input) => {
-                        if request.webhook.is_some() {
-                            tracing::warn!(request_id = %id, "shared-queue workers send no webhooks; the result is kept for the status and result routes");
+                        if let Some(url) = request.webhook {
+                            webhooks.insert(id.clone(), url);
                         }
                         if claim.reclaimed {
                             tracing::info!(request_id = %id, deliveries = claim.deliveries, "taken over from a silent worker");
@@ -163,10 +201,11 @@ pub fn run(
                             &id,
                             &entry,
                             &failed(422, json!(errors), message, "ValidationError"),
+                            request.webhook,
                         );
                     }
                 },
-                Ok(Start::Exhausted) => {
+                Ok(Start::Exhausted { webhook }) => {
                     let message = format!(
                         "the request stopped {} worker(s) without completing; it is not run again",
                         claim.deliveries.saturating_sub(1)
@@ -175,6 +214,7 @@ pub fn run(
                         &id,
                         &entry,
                         &failed(500, json!(message), message.clone(), "WorkerLost"),
+                        webhook,
                     );
                 }
                 Ok(Start::Gone) => {}
@@ -209,9 +249,12 @@ pub fn run(
             let started = Instant::now();
             for (id, result) in batch::run(models, &log, &files, &config.fetch, group) {
                 let outcome = crate::engine::outcome(&log, &id, result, started);
-                complete(&id, &entries[&id], &outcome);
+                complete(&id, &entries[&id], &outcome, webhooks.remove(&id));
             }
         }
     }
+    drop(complete);
+    // Deliveries under way get a moment to finish.
+    runtime.shutdown_timeout(Duration::from_secs(5));
     completed
 }

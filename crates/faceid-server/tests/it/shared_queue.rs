@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use faceid_server::redis_queue::{Claim, NewRequest, QueueSettings, RedisQueue, Start};
+use faceid_server::redis_queue::{
+    Claim, NewRequest, QueueSettings, RedisQueue, SharedStats, Start,
+};
 use faceid_server::{Cancelled, Outcome, cancelled_outcome};
 use serde_json::json;
 
@@ -161,6 +163,14 @@ fn a_silent_workers_request_is_reclaimed_and_completed_once() {
     assert_eq!(s["status"], "COMPLETED");
     assert_eq!(s["logs"][0]["message"], "step 1/2");
     assert_eq!(api.depth().unwrap(), (0, 0));
+    assert_eq!(
+        api.stats().unwrap(),
+        SharedStats {
+            succeeded: 1,
+            reclaimed: 1,
+            ..SharedStats::default()
+        }
+    );
     // Nothing is left pending in the group.
     let mut conn = redis::Client::open(redis.url())
         .unwrap()
@@ -230,7 +240,7 @@ fn a_request_that_kills_its_workers_ends_failed_and_does_not_block_the_queue() {
     let mut third = claim_one(&worker, "w");
     assert!(matches!(
         worker.start("w", &mut third).unwrap(),
-        Start::Exhausted
+        Start::Exhausted { webhook: None }
     ));
     assert_eq!(third.deliveries, 3);
     let lost = failed("the request stopped its worker 2 times; it is not run again");
@@ -251,6 +261,16 @@ fn a_request_that_kills_its_workers_ends_failed_and_does_not_block_the_queue() {
             .is_empty()
     );
     assert_eq!(api.depth().unwrap(), (0, 0));
+    // Both deliveries after the first took the request over from a silent worker.
+    assert_eq!(
+        api.stats().unwrap(),
+        SharedStats {
+            succeeded: 1,
+            failed: 1,
+            reclaimed: 2,
+            ..SharedStats::default()
+        }
+    );
 }
 
 #[test]
@@ -260,9 +280,8 @@ fn accepted_requests_survive_a_redis_crash() {
     for id in ["r1", "r2", "r3"] {
         api.submit(&request(id, Some("k"))).unwrap();
     }
-    drop(api);
     redis.crash_and_restart();
-    let api = RedisQueue::open(&redis.url(), settings(8, 60_000, 3)).unwrap();
+    // The same node carries on over new connections.
     assert_eq!(api.depth().unwrap(), (3, 0));
     assert_eq!(status(&api, "r3", Some("k"))["queue_position"], 2);
     let worker = RedisQueue::open(&redis.url(), settings(8, 60_000, 3)).unwrap();
@@ -301,6 +320,7 @@ fn two_workers_generate_every_request_once_with_the_images_of_one_process() {
                     public_url: public.into(),
                     fetch: FetchPolicy::default(),
                     poll: Duration::from_millis(200),
+                    webhooks: Default::default(),
                 };
                 worker::run(queue, &models, &config, &stop)
             })
