@@ -38,7 +38,10 @@ kill_server() {
 }
 stop_shared() { # the worker and redis-server of the shared-queue suite
   for pid in "$worker_pid" "$redis_pid"; do
-    [[ -n "$pid" ]] && kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    if [[ -n "$pid" ]]; then
+      kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
   done
   worker_pid=""
   redis_pid=""

@@ -14,7 +14,8 @@
 //!   `target/bench-models` (once).
 //! - `clients`: builds `faceid` and drives `faceid serve` with fal's official Python and
 //!   JavaScript clients (`tests/clients/run.sh`).
-//! - `loadtest [CLIENTS REQUESTS QUEUE]`: the bounded load test of the server on loopback.
+//! - `loadtest [--redis] [CLIENTS REQUESTS QUEUE]`: the bounded load test of the server on
+//!   loopback; `--redis`: of the shared queue (two API nodes, one then two workers).
 //! - `ci`: runs exactly what continuous integration runs (`.ci/run`).
 
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
             "usage: cargo xtask fixtures [--only noise|schedulers|sd|face|faceid|fp16|hf_cache ...] \
              | cargo xtask fetch [--model-type T|all] [--base-repo R] [--no-face] \
              | cargo xtask bench [--rounds K] [--runs R] [WORKLOAD ...] \
-             | cargo xtask clients | cargo xtask loadtest [CLIENTS REQUESTS QUEUE] | cargo xtask ci"
+             | cargo xtask clients | cargo xtask loadtest [--redis] [CLIENTS REQUESTS QUEUE] | cargo xtask ci"
                 .into(),
         ),
     };
@@ -161,7 +162,14 @@ fn clients() -> Result<(), String> {
 }
 
 fn loadtest(args: &[String]) -> Result<(), String> {
-    let value = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
+    // `--redis`: the shared queue (2 API nodes, 1 then 2 workers); otherwise one process.
+    let redis = args.iter().any(|a| a == "--redis");
+    let args: Vec<&String> = args.iter().filter(|a| *a != "--redis").collect();
+    let value = |i: usize, default: &str| {
+        args.get(i)
+            .map_or_else(|| default.to_string(), |v| v.to_string())
+    };
+    let filter = if redis { "load_redis::" } else { "load::" };
     run(Command::new(env!("CARGO"))
         .current_dir(root())
         .args([
@@ -173,7 +181,7 @@ fn loadtest(args: &[String]) -> Result<(), String> {
             "it",
             "--",
         ])
-        .args(["load::", "--nocapture"])
+        .args([filter, "--nocapture"])
         .env("FACEID_LOAD_TEST", "1")
         .env("FACEID_LOAD_CLIENTS", value(0, "8"))
         .env("FACEID_LOAD_REQUESTS", value(1, "4"))

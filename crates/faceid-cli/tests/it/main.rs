@@ -2,6 +2,7 @@
 
 mod generate;
 mod hub;
+mod load_redis;
 mod plus;
 mod scale_out;
 mod serve;

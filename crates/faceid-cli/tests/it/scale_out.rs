@@ -2,24 +2,27 @@
 //! worker` processes on the tiny models: requests through either node complete once with the
 //! image one process gives; status, stream, result, files, cancel and key ownership work on any
 //! node; the queue's capacity holds across nodes; what a `kill -9`-ed API node accepted, and
-//! what Redis held when it crashed, still completes; the webhook is sent once by the worker.
+//! what Redis held when it crashed, still completes; the webhook is sent once by the worker;
+//! `rediss://` with a password.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use faceid_server::testing::RedisServer;
 use serde_json::{Value, json};
 
-use crate::serve::{agent, face_input, serve};
+use crate::generate::{faceid, temp, tiny_models};
+use crate::serve::{agent, face_input, serve, serve_with};
 use crate::worker::worker_for;
 
 const APP: &str = "fal-ai/ip-adapter-face-id";
 
 /// A process killed when dropped.
-struct Node(Child);
+pub(crate) struct Node(pub(crate) Child);
 
 impl Drop for Node {
     fn drop(&mut self) {
@@ -29,7 +32,7 @@ impl Drop for Node {
 }
 
 /// An API node of the queue in `redis` (`extra`: more options); returns it and its URL.
-fn api_node(redis: &RedisServer, extra: &[&str]) -> (Node, String) {
+pub(crate) fn api_node(redis: &RedisServer, extra: &[&str]) -> (Node, String) {
     let queue = redis.url();
     let mut args = vec!["--queue", queue.as_str()];
     args.extend_from_slice(extra);
@@ -38,7 +41,12 @@ fn api_node(redis: &RedisServer, extra: &[&str]) -> (Node, String) {
 }
 
 /// A request with `key` (none: no `Authorization`), its status code and JSON body.
-fn call(method: &str, url: &str, key: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+pub(crate) fn call(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let agent = agent();
     let auth = key.map(|k| format!("Key {k}"));
     let response = match (method, body) {
@@ -74,7 +82,7 @@ fn submit(node: &str, key: Option<&str>, input: &Value) -> (u16, Value) {
     call("POST", &format!("{node}/queue/{APP}"), key, Some(input))
 }
 
-fn request_url(node: &str, id: &str) -> String {
+pub(crate) fn request_url(node: &str, id: &str) -> String {
     format!("{node}/queue/{APP}/requests/{id}")
 }
 
@@ -121,7 +129,7 @@ fn deliveries(redis: &RedisServer, id: &str) -> u32 {
 }
 
 /// One metric's value in a node's `/metrics`.
-fn metric(node: &str, name: &str) -> f64 {
+pub(crate) fn metric(node: &str, name: &str) -> f64 {
     let mut response = agent().get(&format!("{node}/metrics")).call().unwrap();
     let text = response.body_mut().read_to_string().unwrap();
     text.lines()
@@ -147,7 +155,7 @@ fn stream(node: &str, key: &str, id: &str) -> Vec<Value> {
 
 /// A webhook receiver on a free loopback port: every body POSTed to it comes out of the
 /// channel.
-fn webhook_receiver() -> (u16, mpsc::Receiver<Value>) {
+pub(crate) fn webhook_receiver() -> (u16, mpsc::Receiver<Value>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (sender, receiver) = mpsc::channel();
@@ -179,7 +187,7 @@ fn webhook_receiver() -> (u16, mpsc::Receiver<Value>) {
     (port, receiver)
 }
 
-fn input(seed: u64, steps: u32) -> Value {
+pub(crate) fn input(seed: u64, steps: u32) -> Value {
     let mut input = face_input(steps, 1);
     input["seed"] = json!(seed);
     input
@@ -446,4 +454,87 @@ fn what_a_killed_api_node_accepted_completes_and_a_redis_crash_loses_nothing() {
         metric(&c, "faceid_shared_requests_total{outcome=\"cancelled\"}"),
         2.0
     );
+}
+
+/// A CA, and a certificate it signed for 127.0.0.1 with its key, as PEM files in `dir`.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name
+        .push(DnType::CommonName, "faceid test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn the_shared_queue_works_over_tls_with_a_password() {
+    let dir = temp("rediss");
+    let (ca, cert, key) = certificates(&dir);
+    let redis = RedisServer::start_tls(&cert, &key, "s3cret-pass");
+    let url = redis.url();
+    assert!(url.starts_with("rediss://:s3cret-pass@"));
+    let trust = [("SSL_CERT_FILE", ca.as_path())];
+
+    // A wrong password: the node does not start, and says why without the password.
+    let wrong = url.replace("s3cret-pass", "wrong-pass");
+    let refused = tiny_models(
+        faceid()
+            .args(["serve", "--bind", "127.0.0.1:0", "--queue", &wrong])
+            .env("SSL_CERT_FILE", &ca),
+    )
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("rediss://***@127.0.0.1"), "{said}");
+    assert!(!said.contains("wrong-pass"), "{said}");
+    // Without the CA the certificate is not trusted.
+    let untrusted = tiny_models(faceid().args(["serve", "--bind", "127.0.0.1:0", "--queue", &url]))
+        .env("SSL_CERT_FILE", &key)
+        .output()
+        .unwrap();
+    assert!(!untrusted.status.success());
+
+    let (node, node_url) = serve_with(&["--queue", &url], &trust);
+    let _node = Node(node);
+    let worker = tiny_models(
+        faceid()
+            .args(["worker", "--queue", &url, "--public-url", &node_url])
+            .env("SSL_CERT_FILE", &ca),
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let _worker = Node(worker);
+    let (code, result) = call(
+        "POST",
+        &format!("{node_url}/{APP}"),
+        None,
+        Some(&input(3, 2)),
+    );
+    assert_eq!((code, &result["seed"]), (200, &json!(3)), "{result}");
+    assert!(image(&node_url, &result).starts_with(b"\x89PNG"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,14 +14,20 @@ const QUEUE: &str = "/queue/fal-ai/ip-adapter-face-id";
 
 /// Starts `faceid serve` on the tiny models with `extra` options; returns it and its URL.
 pub(crate) fn serve(extra: &[&str]) -> (Child, String) {
-    let mut child = tiny_models(
-        faceid()
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .args(extra),
-    )
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    serve_with(extra, &[])
+}
+
+/// [`serve`] with more environment variables.
+pub(crate) fn serve_with(extra: &[&str], env: &[(&str, &Path)]) -> (Child, String) {
+    let mut command = faceid();
+    command
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(extra)
+        .envs(env.iter().copied());
+    let mut child = tiny_models(&mut command)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut url = None;
     let mut seen = String::new();
