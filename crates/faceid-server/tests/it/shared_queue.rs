@@ -395,3 +395,44 @@ fn two_workers_generate_every_request_once_with_the_images_of_one_process() {
         assert!(logs.contains("step 2/2"), "{logs}");
     }
 }
+
+#[test]
+fn completed_requests_their_logs_and_images_expire_after_the_retention_time() {
+    let redis = RedisServer::start();
+    let settings = QueueSettings {
+        retention: Duration::from_millis(600),
+        ..settings(8, 60_000, 3)
+    };
+    let api = RedisQueue::open(&redis.url(), settings.clone()).unwrap();
+    let worker = RedisQueue::open(&redis.url(), settings).unwrap();
+    api.submit(&request("r1", None)).unwrap();
+    let mut claim = claim_one(&worker, "w");
+    run(&worker, "w", &mut claim);
+    worker.log("r1", "INFO", "step 1/1".into()).unwrap();
+    worker.put_file("r1.png", b"\x89PNG...").unwrap();
+    assert!(
+        worker
+            .complete("r1", Some(&claim.entry), &done("w"))
+            .unwrap()
+    );
+    // A line after completion (a webhook delivery) is kept with the request.
+    worker
+        .note("r1", "INFO", "webhook delivered (attempt 1)".into())
+        .unwrap();
+    let s = status(&api, "r1", None);
+    assert_eq!(s["logs"].as_array().unwrap().len(), 2, "{s}");
+    assert!(api.file("r1.png").unwrap().is_some());
+
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(api.status("r1", None, true).unwrap().is_none());
+    assert!(api.file("r1.png").unwrap().is_none());
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("faceid:*:r1*")
+        .query(&mut conn)
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
