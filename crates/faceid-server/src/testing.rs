@@ -129,10 +129,20 @@ impl RedisServer {
     /// Kills the server (SIGKILL: nothing is flushed that was not already) and starts it again
     /// on the same port and folder.
     pub fn crash_and_restart(&mut self) {
+        self.crash();
+        self.restart();
+    }
+
+    /// Kills the server (SIGKILL); [`RedisServer::restart`] starts it again.
+    pub fn crash(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts a crashed server again on the same port and folder.
+    pub fn restart(&mut self) {
         self.spawn();
     }
 }

@@ -397,10 +397,31 @@ fn what_a_killed_api_node_accepted_completes_and_a_redis_crash_loses_nothing() {
     let status = wait_completed(&b, None, &ids[1], Duration::from_secs(5));
     assert_eq!(status["error_type"], "RequestCancelled", "{status}");
 
-    // Node a dies without warning, then Redis crashes and comes back from its append-only file.
+    // Node a dies without warning, then Redis crashes: b says so, and comes back with it from
+    // its append-only file.
     a.0.kill().unwrap();
     a.0.wait().unwrap();
-    redis.crash_and_restart();
+    redis.crash();
+    let (code, health) = call("GET", &format!("{b}/health"), None, None);
+    assert_eq!(
+        (code, &health["status"]),
+        (503, &json!("unavailable")),
+        "{health}"
+    );
+    assert!(
+        health["reason"].as_str().unwrap().contains("shared queue"),
+        "{health}"
+    );
+    let (code, _) = call(
+        "GET",
+        &format!("{}/status", request_url(&b, &ids[0])),
+        None,
+        None,
+    );
+    assert_eq!(code, 503);
+    let (code, _) = submit(&b, None, &input(21, 2));
+    assert_eq!(code, 503, "nothing is accepted that Redis did not store");
+    redis.restart();
     let (code, health) = call("GET", &format!("{b}/health"), None, None);
     assert_eq!((code, &health["queued"]), (200, &json!(3)), "{health}");
 
@@ -441,19 +462,38 @@ fn what_a_killed_api_node_accepted_completes_and_a_redis_crash_loses_nothing() {
         None,
     );
     assert_eq!(code, 202);
+    let step_lines = |status: &Value| {
+        status["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["message"].as_str().unwrap_or("").starts_with("step "))
+            .count()
+    };
+    let (_, at_cancel) = call(
+        "GET",
+        &format!("{}/status?logs=1", request_url(&c, &id)),
+        None,
+        None,
+    );
     let status = wait_completed(&b, None, &id, Duration::from_secs(60));
     assert_eq!(status["error_type"], "RequestCancelled", "{status}");
-    let steps = status["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["message"].as_str().unwrap_or("").starts_with("step "))
-        .count();
-    assert!(steps < 40, "cancelled after {steps} of 40 steps");
+    // At most the step under way when the cancel landed finishes.
+    let (before, after) = (step_lines(&at_cancel), step_lines(&status));
+    assert!(
+        after <= before + 1 && after < 40,
+        "{before} steps when cancelled, {after} in the end"
+    );
     assert_eq!(
         metric(&c, "faceid_shared_requests_total{outcome=\"cancelled\"}"),
         2.0
     );
+
+    // The worker and the nodes outlive another Redis crash: the next request runs as usual.
+    redis.crash_and_restart();
+    let (code, result) = call("POST", &format!("{c}/{APP}"), None, Some(&input(40, 2)));
+    assert_eq!((code, &result["seed"]), (200, &json!(40)), "{result}");
+    assert!(image(&b, &result).starts_with(b"\x89PNG"));
 }
 
 /// A CA, and a certificate it signed for 127.0.0.1 with its key, as PEM files in `dir`.
