@@ -1,7 +1,9 @@
 """One timed workload in PyTorch/diffusers, the same as examples/bench_workload.rs, float32, on the
 CPU with the thread count of `torch.set_num_threads` (default 2), printed as one JSON line
 `{"impl", "workload", "times", "peak_rss_mib", "torch", "threads"}` (the last line of stdout;
-library chatter goes to stderr).
+library chatter goes to stderr). With FACEID_BENCH_FLOPS=1 it prints instead
+`{"workload", "flops"}`: the floating-point operations of one timed call as PyTorch's
+`FlopCounterMode` counts them (matrix products, convolutions, attention).
 
     python tests/bench/torch_workload.py WORKLOAD [RUNS [THREADS]]
 
@@ -292,6 +294,15 @@ def main() -> None:
                 assert hidden.shape == (2, 257, 1280), hidden.shape
         else:
             raise SystemExit(f"unknown workload {workload!r}")
+        if os.environ.get("FACEID_BENCH_FLOPS") == "1":
+            # The floating-point operations of one timed call, as PyTorch counts them (matrix
+            # products, convolutions and attention; 2 per multiply-add), instead of timings.
+            from torch.utils.flop_counter import FlopCounterMode
+
+            with FlopCounterMode(display=False) as counter:
+                work()
+            print(json.dumps({"workload": workload, "flops": counter.get_total_flops()}), file=sys.__stdout__)
+            return
         result = (warmup or work)()
         if check is not None:
             check(result)

@@ -188,6 +188,30 @@ fn loadtest(args: &[String]) -> Result<(), String> {
         .env("FACEID_LOAD_QUEUE", value(2, "8")))
 }
 
+/// The floating-point operations of one call of `workload`, as PyTorch's `FlopCounterMode`
+/// counts them in `tests/bench/torch_workload.py` (matrix products, convolutions, attention).
+fn flop_count(python: &Path, workload: &str, models: &Path) -> Result<f64, String> {
+    let output = Command::new(python)
+        .arg(root().join("tests/bench/torch_workload.py"))
+        .args([workload, "1", "2"])
+        .env("OMP_NUM_THREADS", "2")
+        .env("FACEID_BENCH_MODELS", models)
+        .env("FACEID_BENCH_FLOPS", "1")
+        .output()
+        .map_err(|e| format!("cannot count the FLOPs of {workload}: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+        format!(
+            "no FLOP count for {workload} ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    value["flops"]
+        .as_f64()
+        .ok_or(format!("no FLOP count for {workload}: {line}"))
+}
+
 fn bench(args: &[String]) -> Result<(), String> {
     let (mut rounds, mut runs, mut workloads) = (5usize, 1usize, Vec::new());
     let mut rest = args.iter();
@@ -271,10 +295,12 @@ fn bench(args: &[String]) -> Result<(), String> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    // The workloads OpenVINO runs too (tests/bench/openvino_workload.py), as a third column.
+    const OPENVINO: [&str; 3] = ["unet-64", "vae-decode-64", "text-encode"];
     let mut table = Vec::new();
     for workload in &workloads {
-        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
-        let (mut mine_rss, mut theirs_rss) = (0f64, 0f64);
+        let (mut mine, mut theirs, mut openvino) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut mine_rss, mut theirs_rss, mut openvino_rss) = (0f64, 0f64, 0f64);
         for round in 0..rounds {
             eprintln!("xtask: {workload}, round {}/{rounds}", round + 1);
             let (t, rss) = measure(
@@ -294,18 +320,46 @@ fn bench(args: &[String]) -> Result<(), String> {
             )?;
             theirs.extend(t);
             theirs_rss = theirs_rss.max(rss);
+            if OPENVINO.contains(&workload.as_str()) {
+                let (t, rss) = measure(
+                    Command::new(&python)
+                        .arg(root().join("tests/bench/openvino_workload.py"))
+                        .args([workload.as_str(), &runs.to_string(), "2"])
+                        .env("OMP_NUM_THREADS", "2")
+                        .env("FACEID_BENCH_MODELS", &models),
+                )?;
+                openvino.extend(t);
+                openvino_rss = openvino_rss.max(rss);
+            }
         }
         let n = mine.len();
         let (a, b) = (median(mine), median(theirs));
+        // The work of one call, as PyTorch counts it, after the timed rounds.
+        let flops = flop_count(&python, workload, &models)?;
+        let rate = |seconds: f64| format!("{:.0}", flops / seconds / 1e9);
+        let (c, ratio, c_rss, c_rate) = if openvino.is_empty() {
+            ("-".into(), "-".into(), "-".into(), "-".into())
+        } else {
+            let c = median(openvino);
+            (
+                format!("{c:.3} s"),
+                format!("{:.2}x", a / c),
+                format!("{openvino_rss:.0} MiB"),
+                rate(c),
+            )
+        };
         table.push(format!(
-            "| {workload} | {n} | {a:.3} s | {b:.3} s | {:.2}x | {mine_rss:.0} MiB | {theirs_rss:.0} MiB |",
-            a / b
+            "| {workload} | {n} | {a:.3} s | {b:.3} s | {c} | {:.2}x | {ratio} | {:.1} | {} / {} / {c_rate} | {mine_rss:.0} MiB | {theirs_rss:.0} MiB | {c_rss} |",
+            a / b,
+            flops / 1e9,
+            rate(a),
+            rate(b),
         ));
     }
     println!(
-        "| workload | runs each | faceid (flex) median | PyTorch median | ours/PyTorch | faceid peak RSS | PyTorch peak RSS |"
+        "| workload | runs each | faceid (flex) median | PyTorch median | OpenVINO median | ours/PyTorch | ours/OpenVINO | GFLOP per call | GFLOP/s ours / PyTorch / OpenVINO | faceid peak RSS | PyTorch peak RSS | OpenVINO peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in table {
         println!("{row}");
     }
