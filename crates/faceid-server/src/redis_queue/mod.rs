@@ -16,9 +16,17 @@
 //! - Cancel from any node: a queued request is completed as cancelled at once; a running one is
 //!   flagged, and its worker learns it with the next log line (one per step).
 //! - Completed requests and their logs expire after `retention`.
+//!
+//! Files: `scripts` (the Lua scripts), `pool` (connections that outlive Redis restarts), `node`
+//! (what every node shares: counts, the key salt, change events), `worker` (the worker loop).
 
+mod node;
+mod pool;
 mod scripts;
 pub mod worker;
+
+pub use node::SharedStats;
+pub use pool::redacted;
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -160,43 +168,22 @@ fn millis(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Connections kept open for the next command (more may be open while commands run).
-const IDLE_CONNECTIONS: usize = 8;
-/// Time to connect to Redis.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time one command may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-/// A pooled connection idle for longer is checked with a `PING` before it is used (Redis may
-/// have restarted meanwhile).
-const CHECK_AFTER: Duration = Duration::from_millis(100);
-
-/// The shared queue, as one node sees it. Every command takes a connection from a small pool;
-/// a connection that failed (Redis restarted, the network dropped) is closed, and the next
-/// command opens a new one, and a connection idle for a while is checked before use, so a node
-/// outlives a Redis restart.
+/// The shared queue, as one node sees it. Commands run on a pool of connections that outlives
+/// Redis restarts (`pool`).
 pub struct RedisQueue {
     settings: QueueSettings,
-    client: redis::Client,
-    /// Open connections for short commands, with the time each was last used.
-    idle: Mutex<Vec<(redis::Connection, std::time::Instant)>>,
+    pool: pool::Pool,
     /// The connection of blocking stream reads (a worker's own).
     reader: Mutex<Option<redis::Connection>>,
-}
-
-/// Whether an error leaves the connection unusable.
-fn broken(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
 }
 
 impl RedisQueue {
     /// Connects to `url` (`redis://[:password@]host:port/db`, `rediss://` for TLS) and makes
     /// sure the stream and the workers' group exist.
     pub fn open(url: &str, settings: QueueSettings) -> Result<Self, QueueError> {
-        let client = redis::Client::open(url)?;
         let this = Self {
             settings,
-            client,
-            idle: Mutex::new(Vec::new()),
+            pool: pool::Pool::open(url)?,
             reader: Mutex::new(None),
         };
         this.ensure_group()?;
@@ -222,43 +209,12 @@ impl RedisQueue {
         }
     }
 
-    fn connect(&self, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-        let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        conn.set_read_timeout(Some(timeout))?;
-        conn.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-        Ok(conn)
-    }
-
-    /// Runs `command` on a pooled connection. When a pooled connection turns out broken
-    /// (Redis restarted since its last use) the command runs again once on a new one: every
-    /// command is either a read or idempotent (see `scripts`).
+    /// Runs `command` on a pooled connection (see [`pool::Pool::with`]).
     fn with<T>(
         &self,
-        mut command: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+        command: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, QueueError> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let usable = pooled.and_then(|(mut conn, used)| {
-            let fresh =
-                used.elapsed() < CHECK_AFTER || redis::cmd("PING").query::<()>(&mut conn).is_ok();
-            fresh.then_some(conn)
-        });
-        let retry = usable.is_some();
-        let mut conn = match usable {
-            Some(conn) => conn,
-            None => self.connect(COMMAND_TIMEOUT)?,
-        };
-        let mut result = command(&mut conn);
-        if retry && result.as_ref().is_err_and(broken) {
-            conn = self.connect(COMMAND_TIMEOUT)?;
-            result = command(&mut conn);
-        }
-        if !result.as_ref().is_err_and(broken) {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < IDLE_CONNECTIONS {
-                idle.push((conn, std::time::Instant::now()));
-            }
-        }
-        Ok(result?)
+        Ok(self.pool.with(command)?)
     }
 
     /// The settings.
@@ -315,11 +271,11 @@ impl RedisQueue {
         let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         let conn = match reader.as_mut() {
             Some(conn) => conn,
-            None => reader.insert(self.connect(block + COMMAND_TIMEOUT)?),
+            None => reader.insert(self.pool.connect(block + pool::COMMAND_TIMEOUT)?),
         };
         let read = Self::read_claims(conn, &stream, worker, max, block, self.settings.visibility);
         if let Err(e) = &read {
-            if broken(e) {
+            if pool::broken(e) {
                 *reader = None;
             } else if e.code() == Some("NOGROUP") {
                 drop(reader);
@@ -656,100 +612,6 @@ impl RedisQueue {
                 .zcard(&running)
                 .query::<(usize, usize)>(c)
         })
-    }
-
-    /// Requests finished across every node, and deliveries that took a request over from a
-    /// silent worker.
-    pub fn stats(&self) -> Result<SharedStats, QueueError> {
-        let key = self.key("stats");
-        let counts: std::collections::HashMap<String, u64> = self.with(|c| c.hgetall(&key))?;
-        let count = |name: &str| counts.get(name).copied().unwrap_or(0);
-        Ok(SharedStats {
-            succeeded: count("succeeded"),
-            failed: count("failed"),
-            cancelled: count("cancelled"),
-            reclaimed: count("reclaimed"),
-        })
-    }
-
-    /// The salt of API key owner ids, the same on every API node: created by the first node,
-    /// read by the others.
-    pub fn key_salt(&self) -> Result<[u8; crate::keys::SALT_LEN], QueueError> {
-        let key = self.key("salt");
-        let fresh: Vec<u8> = crate::keys::random_salt().to_vec();
-        let stored: Vec<u8> = self.with(|c| {
-            redis::pipe()
-                .cmd("SET")
-                .arg(&key)
-                .arg(&fresh)
-                .arg("NX")
-                .ignore()
-                .get(&key)
-                .query::<(Vec<u8>,)>(c)
-                .map(|(salt,)| salt)
-        })?;
-        stored
-            .try_into()
-            .map_err(|salt: Vec<u8>| QueueError::Corrupt {
-                what: "key salt",
-                id: "-".into(),
-                reason: format!("{} bytes instead of {}", salt.len(), crate::keys::SALT_LEN),
-            })
-    }
-
-    /// Calls `changed` with the id of every request that changes, from any node, until `stop`
-    /// is set; after a lost connection it reconnects and calls `changed(None)`, since changes
-    /// may have been missed meanwhile. Blocks: run it on a thread of its own.
-    pub fn watch(&self, stop: &std::sync::atomic::AtomicBool, changed: &dyn Fn(Option<&str>)) {
-        use std::sync::atomic::Ordering;
-        let channel = self.key("events");
-        while !stop.load(Ordering::SeqCst) {
-            let subscribed = self
-                .connect(Duration::from_millis(500))
-                .and_then(|mut conn| {
-                    let mut pubsub = conn.as_pubsub();
-                    pubsub.subscribe(&channel)?;
-                    changed(None);
-                    while !stop.load(Ordering::SeqCst) {
-                        match pubsub.get_message() {
-                            Ok(message) => {
-                                let id: String = message.get_payload().unwrap_or_default();
-                                changed(Some(&id));
-                            }
-                            Err(e) if e.is_timeout() => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok(())
-                });
-            if let Err(e) = subscribed {
-                tracing::warn!("lost the shared queue's events: {e}; reconnecting");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-    }
-}
-
-/// Counts kept in Redis for every node of a queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SharedStats {
-    /// Requests completed with an output.
-    pub succeeded: u64,
-    /// Requests completed with an error.
-    pub failed: u64,
-    /// Requests cancelled.
-    pub cancelled: u64,
-    /// Deliveries of a request whose earlier worker went silent.
-    pub reclaimed: u64,
-}
-
-/// A queue address without its password, for messages.
-pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
     }
 }
 
