@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use faceid_server::redis_queue::worker::{self, WorkerConfig};
-use faceid_server::redis_queue::{QueueSettings, RedisQueue};
+use faceid_server::redis_queue::{QueueSettings, RedisQueue, redacted};
 use faceid_server::{FetchPolicy, WebhookPolicy};
 
 use crate::CliError;
@@ -70,9 +70,10 @@ pub fn run(args: WorkerArgs) -> Result<(), CliError> {
         retention: Duration::from_secs(args.retention_secs),
         ..QueueSettings::default()
     };
+    // The address as logged and reported: without its password.
+    let address = redacted(&args.queue);
     let queue = Arc::new(
-        RedisQueue::open(&args.queue, settings)
-            .map_err(|e| format!("--queue {}: {e}", args.queue))?,
+        RedisQueue::open(&args.queue, settings).map_err(|e| format!("--queue {address}: {e}"))?,
     );
     let models = args.models.load()?;
     let name = args.name.clone().unwrap_or_else(|| {
@@ -105,7 +106,7 @@ pub fn run(args: WorkerArgs) -> Result<(), CliError> {
         eprintln!("{}: stopping after the requests in hand", signal.name);
         flag.store(true, Ordering::SeqCst);
     });
-    eprintln!("worker {name} taking requests from {}", args.queue);
+    eprintln!("worker {name} taking requests from {address}");
     let completed = worker::run(queue, &models, &config, &stop);
     eprintln!("worker {name} stopped after {completed} request(s)");
     Ok(())

@@ -550,6 +550,17 @@ fn the_shared_queue_works_over_tls_with_a_password() {
     assert!(!refused.status.success(), "{said}");
     assert!(said.contains("rediss://***@127.0.0.1"), "{said}");
     assert!(!said.contains("wrong-pass"), "{said}");
+    let refused = tiny_models(
+        faceid()
+            .args(["worker", "--queue", &wrong, "--public-url", "http://x"])
+            .env("SSL_CERT_FILE", &ca),
+    )
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("rediss://***@127.0.0.1"), "{said}");
+    assert!(!said.contains("wrong-pass"), "{said}");
     // Without the CA the certificate is not trusted.
     let untrusted = tiny_models(faceid().args(["serve", "--bind", "127.0.0.1:0", "--queue", &url]))
         .env("SSL_CERT_FILE", &key)
