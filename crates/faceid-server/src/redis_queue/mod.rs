@@ -17,22 +17,24 @@
 //!   flagged, and its worker learns it with the next log line (one per step).
 //! - Completed requests and their logs expire after `retention`.
 //!
-//! Files: `scripts` (the Lua scripts), `pool` (connections that outlive Redis restarts), `node`
+//! Files: `scripts` (the Lua scripts), `pool` (connections that outlive Redis restarts), `claims`
+//! (claiming, starting and keeping requests on a worker), `node`
 //! (what every node shares: counts, the key salt, change events), `worker` (the worker loop).
 
+mod claims;
 mod node;
 mod pool;
 mod scripts;
 pub mod worker;
 
+pub use claims::{Claim, Start};
 pub use node::SharedStats;
 pub use pool::redacted;
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::streams::{StreamAutoClaimOptions, StreamReadOptions, StreamReadReply};
-use redis::{Commands, Script};
+use redis::Commands;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -101,34 +103,6 @@ pub struct NewRequest {
     pub webhook: Option<String>,
 }
 
-/// A request a worker has taken.
-#[derive(Debug, Clone)]
-pub struct Claim {
-    /// The request id.
-    pub id: String,
-    /// Its stream entry (what is acknowledged and kept alive).
-    pub entry: String,
-    /// How many times it has been delivered, this time included.
-    pub deliveries: u32,
-    /// Whether it was taken over from a worker that went silent.
-    pub reclaimed: bool,
-}
-
-/// What a worker should do with a claim.
-#[derive(Debug, Clone)]
-pub enum Start {
-    /// Run it.
-    Run(NewRequest),
-    /// It was delivered more than the maximum: complete it as failed (and send the failure to
-    /// its webhook, if it has one).
-    Exhausted {
-        /// Where to POST the result.
-        webhook: Option<String>,
-    },
-    /// It was completed or cancelled meanwhile; nothing to do.
-    Gone,
-}
-
 /// An outcome as stored in Redis.
 #[derive(Serialize, Deserialize)]
 struct StoredOutcome {
@@ -173,6 +147,7 @@ fn millis(t: SystemTime) -> u64 {
 pub struct RedisQueue {
     settings: QueueSettings,
     pool: pool::Pool,
+    scripts: scripts::Compiled,
     /// The connection of blocking stream reads (a worker's own).
     reader: Mutex<Option<redis::Connection>>,
 }
@@ -184,6 +159,7 @@ impl RedisQueue {
         let this = Self {
             settings,
             pool: pool::Pool::open(url)?,
+            scripts: scripts::Compiled::new(),
             reader: Mutex::new(None),
         };
         this.ensure_group()?;
@@ -242,7 +218,8 @@ impl RedisQueue {
     /// Accepts a request; returns its queue position, or `None` when the queue is full.
     pub fn submit(&self, request: &NewRequest) -> Result<Option<usize>, QueueError> {
         let position: i64 = self.with(|c| {
-            Script::new(scripts::SUBMIT)
+            self.scripts
+                .submit
                 .key(self.key("waiting"))
                 .key(self.key("seq"))
                 .key(self.req(&request.id))
@@ -257,155 +234,6 @@ impl RedisQueue {
                 .invoke(c)
         })?;
         Ok((position >= 0).then_some(position as usize))
-    }
-
-    /// Takes up to `max` requests for `worker`: first those whose worker went silent for
-    /// longer than the visibility timeout, then new ones, waiting up to `block` for them.
-    pub fn claim(
-        &self,
-        worker: &str,
-        max: usize,
-        block: Duration,
-    ) -> Result<Vec<Claim>, QueueError> {
-        let stream = self.key("stream");
-        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let conn = match reader.as_mut() {
-            Some(conn) => conn,
-            None => reader.insert(self.pool.connect(block + pool::COMMAND_TIMEOUT)?),
-        };
-        let read = Self::read_claims(conn, &stream, worker, max, block, self.settings.visibility);
-        if let Err(e) = &read {
-            if pool::broken(e) {
-                *reader = None;
-            } else if e.code() == Some("NOGROUP") {
-                drop(reader);
-                self.ensure_group()?;
-            }
-        }
-        let claims = read?;
-        Ok(claims
-            .into_iter()
-            .map(|(id, entry, reclaimed)| Claim {
-                id,
-                entry,
-                deliveries: 0,
-                reclaimed,
-            })
-            .collect())
-    }
-
-    /// Reclaims entries silent for `visibility`, or else reads new ones (waiting up to `block`).
-    fn read_claims(
-        conn: &mut redis::Connection,
-        stream: &str,
-        worker: &str,
-        max: usize,
-        block: Duration,
-        visibility: Duration,
-    ) -> redis::RedisResult<Vec<(String, String, bool)>> {
-        let stale: redis::streams::StreamAutoClaimReply = conn.xautoclaim_options(
-            stream,
-            GROUP,
-            worker,
-            visibility.as_millis() as u64,
-            "0-0",
-            StreamAutoClaimOptions::default().count(max),
-        )?;
-        let mut claims: Vec<(String, String, bool)> = stale
-            .claimed
-            .into_iter()
-            .filter_map(|e| Some((e.get::<String>("id")?, e.id, true)))
-            .collect();
-        if claims.is_empty() {
-            let options = StreamReadOptions::default()
-                .group(GROUP, worker)
-                .count(max)
-                .block(block.as_millis().max(1) as usize);
-            let read: Option<StreamReadReply> = conn.xread_options(&[stream], &[">"], &options)?;
-            for key in read.map(|r| r.keys).unwrap_or_default() {
-                for entry in key.ids {
-                    if let Some(id) = entry.get::<String>("id") {
-                        claims.push((id, entry.id, false));
-                    }
-                }
-            }
-        }
-        Ok(claims)
-    }
-
-    /// Marks a claimed request running on `worker` and returns what to do with it (its
-    /// `deliveries` are counted here).
-    pub fn start(&self, worker: &str, claim: &mut Claim) -> Result<Start, QueueError> {
-        let token = uuid::Uuid::new_v4().to_string();
-        let reply: Vec<redis::Value> = self.with(|c| {
-            Script::new(scripts::START)
-                .key(self.req(&claim.id))
-                .key(self.key("waiting"))
-                .key(self.key("running"))
-                .key(self.key("stream"))
-                .key(self.key("stats"))
-                .arg(&claim.id)
-                .arg(worker)
-                .arg(self.settings.max_deliveries)
-                .arg(GROUP)
-                .arg(&claim.entry)
-                .arg(millis(SystemTime::now()))
-                .arg(self.key("events"))
-                .arg(&token)
-                .invoke(c)
-        })?;
-        let int = |i: usize| match reply.get(i) {
-            Some(redis::Value::Int(n)) => *n,
-            _ => 0,
-        };
-        let text = |i: usize| match reply.get(i) {
-            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        claim.deliveries = int(1) as u32;
-        Ok(match int(0) {
-            1 => {
-                let input = serde_json::from_str(&text(2)).map_err(|e| QueueError::Corrupt {
-                    what: "input",
-                    id: claim.id.clone(),
-                    reason: e.to_string(),
-                })?;
-                let owner = text(3);
-                let webhook = text(5);
-                Start::Run(NewRequest {
-                    id: claim.id.clone(),
-                    owner: (!owner.is_empty()).then_some(owner),
-                    input,
-                    inline_images: text(4) == "1",
-                    webhook: (!webhook.is_empty()).then_some(webhook),
-                })
-            }
-            -1 => {
-                let webhook = text(5);
-                Start::Exhausted {
-                    webhook: (!webhook.is_empty()).then_some(webhook),
-                }
-            }
-            _ => Start::Gone,
-        })
-    }
-
-    /// Keeps the claims of `worker` on these entries fresh, so that no other worker takes them.
-    pub fn heartbeat(&self, worker: &str, entries: &[&str]) -> Result<(), QueueError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let stream = self.key("stream");
-        self.with(|c| {
-            redis::cmd("XCLAIM")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg(worker)
-                .arg(0)
-                .arg(entries)
-                .arg("JUSTID")
-                .query::<()>(c)
-        })
     }
 
     /// Adds a log line to a running request; returns whether it was asked to stop.
@@ -433,7 +261,8 @@ impl RedisQueue {
         }
         .to_json();
         let cancel: i64 = self.with(|c| {
-            Script::new(scripts::LOG)
+            self.scripts
+                .log
                 .key(self.req(id))
                 .key(self.logs(id))
                 .arg(line.to_string())
@@ -457,7 +286,8 @@ impl RedisQueue {
             serde_json::to_string(&StoredOutcome::from(outcome)).expect("an outcome serializes");
         let token = uuid::Uuid::new_v4().to_string();
         let first: i64 = self.with(|c| {
-            Script::new(scripts::COMPLETE)
+            self.scripts
+                .complete
                 .key(self.req(id))
                 .key(self.key("running"))
                 .key(self.logs(id))
@@ -492,7 +322,8 @@ impl RedisQueue {
         .to_json();
         let token = uuid::Uuid::new_v4().to_string();
         let answer: String = self.with(|c| {
-            Script::new(scripts::CANCEL)
+            self.scripts
+                .cancel
                 .key(self.req(id))
                 .key(self.key("waiting"))
                 .key(self.logs(id))
@@ -523,7 +354,8 @@ impl RedisQueue {
         logs: bool,
     ) -> Result<Option<(Stage, usize, Vec<Value>)>, QueueError> {
         let reply: Vec<String> = self.with(|c| {
-            Script::new(scripts::STATUS)
+            self.scripts
+                .status
                 .key(self.req(id))
                 .key(self.key("waiting"))
                 .key(self.logs(id))

@@ -143,3 +143,34 @@ if ARGV[3] == '1' then
 end
 return out
 ";
+
+/// The scripts, each hashed once (`EVALSHA` sends the hash; a Redis that lost its script cache
+/// is sent the source again).
+pub struct Compiled {
+    /// [`SUBMIT`].
+    pub submit: redis::Script,
+    /// [`START`].
+    pub start: redis::Script,
+    /// [`LOG`].
+    pub log: redis::Script,
+    /// [`COMPLETE`].
+    pub complete: redis::Script,
+    /// [`CANCEL`].
+    pub cancel: redis::Script,
+    /// [`STATUS`].
+    pub status: redis::Script,
+}
+
+impl Compiled {
+    /// Every script of the queue.
+    pub fn new() -> Self {
+        Self {
+            submit: redis::Script::new(SUBMIT),
+            start: redis::Script::new(START),
+            log: redis::Script::new(LOG),
+            complete: redis::Script::new(COMPLETE),
+            cancel: redis::Script::new(CANCEL),
+            status: redis::Script::new(STATUS),
+        }
+    }
+}
