@@ -18,11 +18,12 @@
 //! - `sdxl-text-encode`: SDXL's two text encoders (CLIP ViT-L/14 and OpenCLIP ViT-bigG/14) on
 //!   ids [2, 77]: both penultimate hidden states and the second one's pooled projection, as its
 //!   prompt encoding reads them.
-//! - `loop-20`: 20 DDIM steps of the guidance loop at 64×64 (one time per loop), on the diffusers
-//!   folder `tests/bench/gen_models.py` writes.
+//! - `loop-20` (or `loop-N`, e.g. `loop-50`): 20 (N) DDIM steps of the guidance loop at 64×64
+//!   (one time per loop), on the diffusers folder `tests/bench/gen_models.py` writes.
 //! - `faceid-pipeline`: the whole FaceID pipeline at 512×512 as an application runs it: load the
 //!   folder, the FaceID checkpoint and the insightface models, then detect, embed, encode the
-//!   prompt, 2 denoising steps with guidance, decode. Loading is outside the timing and inside
+//!   prompt, 2 denoising steps with guidance (`faceid-pipeline-N`: N steps, after a 1-step
+//!   warm-up), decode. Loading is outside the timing and inside
 //!   the peak memory.
 //!
 //! `cargo run --example bench_workload -- WORKLOAD RUNS`; the generated models are read from
@@ -188,7 +189,20 @@ fn sdxl_text_encode(
     }))
 }
 
-fn loop_20(target: &Target) -> Result<Work, Box<dyn std::error::Error>> {
+/// N of `PREFIX-N`, or `default` for `PREFIX` alone; None for another workload.
+fn steps_of(workload: &str, prefix: &str, default: Option<usize>) -> Option<usize> {
+    if workload == prefix {
+        return default;
+    }
+    let steps: usize = workload
+        .strip_prefix(prefix)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()?;
+    (steps > 0).then_some(steps)
+}
+
+fn guidance_loop(steps: usize, target: &Target) -> Result<Work, Box<dyn std::error::Error>> {
     let dir = models().join("sd15");
     let device = &target.device;
     let sd = StableDiffusion::from_dir_in(&dir, None, device, target.precision)?;
@@ -196,7 +210,7 @@ fn loop_20(target: &Target) -> Result<Work, Box<dyn std::error::Error>> {
     let context = Conditioning::text(normal([2, 77, 768], device));
     Ok(Box::new(move || {
         let mut scheduler = SchedulerKind::Ddim.build(&config)?;
-        scheduler.set_timesteps(20)?;
+        scheduler.set_timesteps(steps)?;
         let mut generator = TorchGenerator::new(0);
         let latents = generator.randn_tensor([1, 4, 64, 64], sd.device());
         let out = sd.denoise(
@@ -245,10 +259,14 @@ fn clip_vision(
     }))
 }
 
+/// The warm-up call (when it is not the timed call itself) and the timed call.
+type Workload = (Option<Work>, Work);
+
 fn faceid_pipeline(
+    steps: usize,
     target: &Target,
     weights: &mut Vec<serde_json::Value>,
-) -> Result<Work, Box<dyn std::error::Error>> {
+) -> Result<Workload, Box<dyn std::error::Error>> {
     let models = models();
     let device = &target.device;
     let mut sd =
@@ -273,24 +291,29 @@ fn faceid_pipeline(
         FaceCrop::default(),
     );
     let photo = root().join("tests/data/faces/astronaut.png");
-    Ok(Box::new(move || {
-        let image = FaceImage::open(&photo, &ImageLimits::default())?;
-        let (_, face) = faces.encode_images(&[image], &DetectOptions::default())?;
-        let request = GenerateRequest {
-            prompt: "a photo of a person, best quality, high quality".into(),
-            negative_prompt: Some(
-                "monochrome, lowres, bad anatomy, worst quality, low quality".into(),
-            ),
-            steps: 2,
-            seed: 42,
-            scheduler: Some(SchedulerKind::Ddim),
-            face: Some(face),
-            ..Default::default()
-        };
-        let out = sd.generate(&request, &mut |_| ControlFlow::Continue(()))?;
-        assert_eq!(out.images.len(), 1);
-        Ok(())
-    }))
+    let generate = std::rc::Rc::new(
+        move |steps: usize| -> Result<(), Box<dyn std::error::Error>> {
+            let image = FaceImage::open(&photo, &ImageLimits::default())?;
+            let (_, face) = faces.encode_images(&[image], &DetectOptions::default())?;
+            let request = GenerateRequest {
+                prompt: "a photo of a person, best quality, high quality".into(),
+                negative_prompt: Some(
+                    "monochrome, lowres, bad anatomy, worst quality, low quality".into(),
+                ),
+                steps,
+                seed: 42,
+                scheduler: Some(SchedulerKind::Ddim),
+                face: Some(face),
+                ..Default::default()
+            };
+            let out = sd.generate(&request, &mut |_| ControlFlow::Continue(()))?;
+            assert_eq!(out.images.len(), 1);
+            Ok(())
+        },
+    );
+    let warm = generate.clone();
+    let warmup: Option<Work> = (steps > 2).then(|| Box::new(move || warm(1)) as Work);
+    Ok((warmup, Box::new(move || generate(steps))))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -300,6 +323,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target = Target::from_env()?;
     let device = target.device.clone();
     let mut weights = Vec::new();
+    let mut warmup: Option<Work> = None;
     let mut work: Work = match workload {
         "unet-64" => unet_step(64, false, &target)?,
         "unet-96" => unet_step(96, false, &target)?,
@@ -331,12 +355,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "clip-vision" => clip_vision(&target, &mut weights)?,
         "sdxl-unet-128" => sdxl_unet_step(&target, &mut weights)?,
         "sdxl-text-encode" => sdxl_text_encode(&target, &mut weights)?,
-        "loop-20" => loop_20(&target)?,
-        "faceid-pipeline" => faceid_pipeline(&target, &mut weights)?,
-        other => return Err(format!("unknown workload '{other}'").into()),
+        other => {
+            if let Some(steps) = steps_of(other, "loop", None) {
+                guidance_loop(steps, &target)?
+            } else if let Some(steps) = steps_of(other, "faceid-pipeline", Some(2)) {
+                let (first, work) = faceid_pipeline(steps, &target, &mut weights)?;
+                warmup = first;
+                work
+            } else {
+                return Err(format!("unknown workload '{other}'").into());
+            }
+        }
     };
     let loaded_rss = faceid::core::testing::peak_rss_mib().unwrap_or(f64::NAN);
-    work()?; // warm-up
+    match warmup.as_mut() {
+        Some(first) => first()?,
+        None => work()?,
+    }
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let start = Instant::now();

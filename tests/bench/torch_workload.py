@@ -1,7 +1,11 @@
-"""One timed workload in PyTorch/diffusers, the same as examples/bench_workload.rs, float32, on the
-CPU with the thread count of `torch.set_num_threads` (default 2), printed as one JSON line
-`{"impl", "workload", "times", "peak_rss_mib", "torch", "threads"}` (the last line of stdout;
-library chatter goes to stderr). With FACEID_BENCH_FLOPS=1 it prints instead
+"""One timed workload in PyTorch/diffusers, the same as examples/bench_workload.rs, by default in
+float32 on the CPU with the thread count of `torch.set_num_threads` (default 2), printed as one JSON
+line `{"impl", "workload", "device", "precision", "times", "peak_rss_mib", "gpu_peak_mib", "torch",
+"threads"}` (the last line of stdout; library chatter goes to stderr). As on the Rust side,
+FACEID_BENCH_DEVICE (`cpu`, `cuda`) and FACEID_BENCH_PRECISION (`f32`, `f16`) choose where and how
+it runs: every module, pipeline and input goes there (attention is PyTorch's SDPA, diffusers'
+default), each timing ends with `torch.cuda.synchronize()`, and `gpu_peak_mib` is
+`torch.cuda.max_memory_allocated()`. With FACEID_BENCH_FLOPS=1 it prints instead
 `{"workload", "flops"}`: the floating-point operations of one timed call as PyTorch's
 `FlopCounterMode` counts them (matrix products, convolutions, attention).
 
@@ -26,7 +30,7 @@ building and loading included. Workloads:
   ([2, 1, 4, 768]) and each attn2 adds scale * Attn(q, to_k_ip(tokens), to_v_ip(tokens)) to the
   text attention. No LoRA (the Rust side fuses it into the weights: no extra cost). The warm-up
   asserts that all 16 image branches ran.
-- `loop-20`: the classifier-free-guidance denoising loop at 512 x 512 (64 x 64 latents):
+- `loop-20` (or `loop-N`, N steps, e.g. `loop-50`): the classifier-free-guidance denoising loop at 512 x 512 (64 x 64 latents):
   `StableDiffusionPipeline` loaded from `$FACEID_BENCH_MODELS/sd15` (written by
   tests/bench/gen_models.py; default target/bench-models), `DDIMScheduler.from_config` of its
   scheduler config (leading spacing, steps_offset 1: timesteps 951, 901, ..., 1; eta 0),
@@ -34,7 +38,7 @@ building and loading included. Workloads:
   20 steps, latents drawn from a CPU generator seeded 0, `output_type="latent"`: 20 UNet passes on
   batch 2 plus the guidance combination and the DDIM updates; no text encoder, no VAE. One time
   per loop. The warm-up runs the same call with 1 step instead of 20.
-- `faceid-pipeline`: IP-Adapter FaceID v1 end to end at 512 x 512, as the diffusers FaceID docs
+- `faceid-pipeline` (or `faceid-pipeline-N`: N steps instead of 2, after a 1-step warm-up): IP-Adapter FaceID v1 end to end at 512 x 512, as the diffusers FaceID docs
   run it. Loading (untimed): the pipeline from `$FACEID_BENCH_MODELS/sd15` (safety_checker=None),
   DDIM as above, `load_ip_adapter($FACEID_BENCH_MODELS, subfolder=None,
   weight_name="ip-adapter-faceid_sd15.bin", image_encoder_folder=None)` (the rank-128 LoRA goes
@@ -81,14 +85,39 @@ CONFIGS = ROOT / "weights" / "configs" / "sd15"
 MODELS = pathlib.Path(os.environ.get("FACEID_BENCH_MODELS", ROOT / "target" / "bench-models"))
 FACE_PHOTO = ROOT / "tests" / "data" / "faces" / "astronaut.png"
 ADAPTER_FILE = "ip-adapter-faceid_sd15.bin"
+DEVICE = {"cpu": "cpu", "flex": "cpu", "cuda": "cuda"}[os.environ.get("FACEID_BENCH_DEVICE", "cpu")]
+DTYPE = {"f32": torch.float32, "f16": torch.float16}[os.environ.get("FACEID_BENCH_PRECISION", "f32")]
 PROMPT = "a photo of a person, best quality, high quality"
 NEGATIVE_PROMPT = "monochrome, lowres, bad anatomy, worst quality, low quality"
+
+
+def place(x):
+    """A module, pipeline or float tensor moved to the benchmark's device and precision."""
+    return x.to(DEVICE, DTYPE)
+
+
+def randn(*shape):
+    """`torch.randn` drawn on the CPU (the same numbers on every device), then placed."""
+    return place(torch.randn(*shape))
+
+
+def sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def steps_of(workload, prefix, default):
+    """N of `PREFIX-N`, or `default` for `PREFIX` alone; None if it is another workload."""
+    if workload == prefix:
+        return default
+    head, _, tail = workload.rpartition("-")
+    return int(tail) if head == prefix and tail.isdigit() and int(tail) > 0 else None
 
 
 def sd15_unet():
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(CONFIGS / "unet")).eval()
+    return place(UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(CONFIGS / "unet")).eval())
 
 
 def install_faceid_image_branch(unet):
@@ -111,7 +140,7 @@ def install_faceid_image_branch(unet):
         [IPAdapterFaceIDImageProjection(image_embed_dim=512, cross_attention_dim=cad, mult=2, num_tokens=4)]
     )
     unet.config.encoder_hid_dim_type = "ip_image_proj"  # as diffusers' loader sets it
-    unet.eval()
+    place(unet.eval())
     return image_branches
 
 
@@ -122,7 +151,7 @@ def sd15_pipeline():
     pipe = StableDiffusionPipeline.from_pretrained(str(MODELS / "sd15"), safety_checker=None)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return place(pipe)
 
 
 def face_analysis(threads):
@@ -168,16 +197,16 @@ def main() -> None:
         if workload in ("unet-64", "unet-96"):
             side = 64 if workload == "unet-64" else 96
             model = sd15_unet()
-            sample = torch.randn(2, 4, side, side)
-            context = torch.randn(2, 77, 768)
+            sample = randn(2, 4, side, side)
+            context = randn(2, 77, 768)
             work = lambda: model(sample, 981, encoder_hidden_states=context).sample
         elif workload in ("unet-64-ip", "unet-96-ip"):
             side = 64 if workload == "unet-64-ip" else 96
             model = sd15_unet()
             to_k_ip = install_faceid_image_branch(model)
-            sample = torch.randn(2, 4, side, side)
-            context = torch.randn(2, 77, 768)
-            id_embeds = torch.randn(2, 1, 512)
+            sample = randn(2, 4, side, side)
+            context = randn(2, 77, 768)
+            id_embeds = randn(2, 1, 512)
             cond = {"image_embeds": [id_embeds]}
             work = lambda: model(sample, 981, encoder_hidden_states=context, added_cond_kwargs=cond).sample
             # Proof that the image branch runs: each to_k_ip sees the 4 tokens of both samples.
@@ -189,12 +218,12 @@ def main() -> None:
                 for h in hooks:
                     h.remove()
 
-        elif workload == "loop-20":
+        elif steps_of(workload, "loop", None) is not None:
             from diffusers import DDIMScheduler
 
             pipe = sd15_pipeline()
-            embeds = torch.randn(1, 77, 768)
-            negative = torch.randn(1, 77, 768)
+            embeds = randn(1, 77, 768)
+            negative = randn(1, 77, 768)
 
             def loop(steps):
                 return pipe(
@@ -208,75 +237,81 @@ def main() -> None:
                     output_type="latent",
                 ).images
 
-            work = lambda: loop(20)
+            work = lambda: loop(steps_of(workload, "loop", None))
             warmup = lambda: loop(1)
 
             def check(latents):
                 assert tuple(latents.shape) == (1, 4, 64, 64), latents.shape
                 assert isinstance(pipe.scheduler, DDIMScheduler) and len(pipe.scheduler.timesteps) == 1
 
-        elif workload == "faceid-pipeline":
+        elif (steps := steps_of(workload, "faceid-pipeline", 2)) is not None:
             import cv2
 
             pipe = sd15_pipeline()
             pipe.load_ip_adapter(str(MODELS), subfolder=None, weight_name=ADAPTER_FILE, image_encoder_folder=None)
             app = face_analysis(threads)
 
-            def work():
+            def run(steps_now):
                 img = cv2.imread(str(FACE_PHOTO))  # BGR, as insightface expects
                 faces = app.get(img)
                 if not faces:
                     raise SystemExit(f"no face found in {FACE_PHOTO}")
-                ref = torch.from_numpy(faces[0].normed_embedding).reshape(1, 1, 1, 512)
+                ref = place(torch.from_numpy(faces[0].normed_embedding).reshape(1, 1, 1, 512))
                 id_embeds = torch.cat([torch.zeros_like(ref), ref])
                 return pipe(
                     prompt=PROMPT,
                     negative_prompt=NEGATIVE_PROMPT,
                     ip_adapter_image_embeds=[id_embeds],
-                    num_inference_steps=2,
+                    num_inference_steps=steps_now,
                     guidance_scale=7.5,
                     height=512,
                     width=512,
                     generator=torch.Generator("cpu").manual_seed(42),
                 ).images[0]
 
+            work = lambda: run(steps)
+            if steps > 2:
+                warmup = lambda: run(1)  # as on the Rust side
+
             def check(image):
                 assert image.size == (512, 512), image.size
-                assert pipe.scheduler.timesteps.tolist() == [501, 1], pipe.scheduler.timesteps
+                warm_steps = 1 if steps > 2 else steps
+                assert len(pipe.scheduler.timesteps) == warm_steps, pipe.scheduler.timesteps
+                assert steps != 2 or pipe.scheduler.timesteps.tolist() == [501, 1], pipe.scheduler.timesteps
                 assert pipe.unet.config.encoder_hid_dim_type == "ip_image_proj"
                 assert len(app.get(cv2.imread(str(FACE_PHOTO)))) == 1
 
         elif workload == "vae-decode-64":
             from diffusers import AutoencoderKL
 
-            model = AutoencoderKL.from_config(AutoencoderKL.load_config(CONFIGS / "vae")).eval()
-            z = torch.randn(1, 4, 64, 64)
+            model = place(AutoencoderKL.from_config(AutoencoderKL.load_config(CONFIGS / "vae")).eval())
+            z = randn(1, 4, 64, 64)
             work = lambda: model.decode(z).sample
         elif workload == "text-encode":
             from transformers import CLIPTextConfig, CLIPTextModel
 
-            model = CLIPTextModel(CLIPTextConfig.from_pretrained(CONFIGS / "text_encoder")).eval()
-            ids = torch.full((2, 77), 49406, dtype=torch.long)
+            model = place(CLIPTextModel(CLIPTextConfig.from_pretrained(CONFIGS / "text_encoder")).eval())
+            ids = torch.full((2, 77), 49406, dtype=torch.long, device=DEVICE)
             work = lambda: model(ids).last_hidden_state
         elif workload == "sdxl-unet-128":
             from diffusers import UNet2DConditionModel
 
             sdxl = ROOT / "weights" / "configs" / "sdxl"
-            model = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(sdxl / "unet")).eval()
-            sample = torch.randn(2, 4, 128, 128)
-            context = torch.randn(2, 77, 2048)
+            model = place(UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(sdxl / "unet")).eval())
+            sample = randn(2, 4, 128, 128)
+            context = randn(2, 77, 2048)
             cond = {
-                "text_embeds": torch.randn(2, 1280),
-                "time_ids": torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]] * 2),
+                "text_embeds": randn(2, 1280),
+                "time_ids": place(torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]] * 2)),
             }
             work = lambda: model(sample, 981, encoder_hidden_states=context, added_cond_kwargs=cond).sample
         elif workload == "sdxl-text-encode":
             from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
             sdxl = ROOT / "weights" / "configs" / "sdxl"
-            first = CLIPTextModel(CLIPTextConfig.from_pretrained(CONFIGS / "text_encoder")).eval()
-            second = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(sdxl / "text_encoder_2")).eval()
-            ids = torch.full((2, 77), 49406, dtype=torch.long)
+            first = place(CLIPTextModel(CLIPTextConfig.from_pretrained(CONFIGS / "text_encoder")).eval())
+            second = place(CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(sdxl / "text_encoder_2")).eval())
+            ids = torch.full((2, 77), 49406, dtype=torch.long, device=DEVICE)
 
             def work():
                 h1 = first(ids, output_hidden_states=True).hidden_states[-2]
@@ -286,8 +321,8 @@ def main() -> None:
             from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
             config = CLIPVisionConfig.from_pretrained(ROOT / "weights" / "configs" / "image_encoder")
-            model = CLIPVisionModelWithProjection(config).eval()
-            pixels = torch.randn(2, 3, 224, 224)
+            model = place(CLIPVisionModelWithProjection(config).eval())
+            pixels = randn(2, 3, 224, 224)
             work = lambda: model(pixels, output_hidden_states=True).hidden_states[-2]
 
             def check(hidden):
@@ -304,16 +339,21 @@ def main() -> None:
             print(json.dumps({"workload": workload, "flops": counter.get_total_flops()}), file=sys.__stdout__)
             return
         result = (warmup or work)()
+        sync()
         if check is not None:
             check(result)
         times = []
         for _ in range(runs):
             start = time.perf_counter()
             work()
+            sync()
             times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"impl": "pytorch", "workload": workload, "times": times,
-                      "peak_rss_mib": peak, "torch": torch.__version__, "threads": threads}))
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if DEVICE == "cuda" else None
+    print(json.dumps({"impl": "pytorch", "workload": workload, "device": DEVICE,
+                      "precision": {torch.float32: "f32", torch.float16: "f16"}[DTYPE], "times": times,
+                      "peak_rss_mib": peak, "gpu_peak_mib": gpu_peak, "torch": torch.__version__,
+                      "threads": threads}))
 
 
 if __name__ == "__main__":

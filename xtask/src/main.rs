@@ -16,7 +16,12 @@
 //!   JavaScript clients (`tests/clients/run.sh`).
 //! - `loadtest [--redis] [CLIENTS REQUESTS QUEUE]`: the bounded load test of the server on
 //!   loopback; `--redis`: of the shared queue (two API nodes, one then two workers).
+//! - `gpu-pack [--out DIR] [--profile P] [--check]`: builds here what the GPU table needs on a machine without
+//!   Rust or internet, in one folder of at most 64 MiB (`gpu_pack.rs`); `--check` runs it here in
+//!   its reduced mode.
 //! - `ci`: runs exactly what continuous integration runs (`.ci/run`).
+
+mod gpu_pack;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -29,12 +34,14 @@ fn main() -> ExitCode {
         Some("clients") => clients(),
         Some("bench") => bench(&args[1..]),
         Some("loadtest") => loadtest(&args[1..]),
+        Some("gpu-pack") => gpu_pack::gpu_pack(&args[1..]),
         Some("ci") => run(Command::new("bash").arg(root().join(".ci/run"))),
         _ => Err(
             "usage: cargo xtask fixtures [--only noise|schedulers|sd|face|faceid|fp16|hf_cache ...] \
              | cargo xtask fetch [--model-type T|all] [--base-repo R] [--no-face] \
              | cargo xtask bench [--rounds K] [--runs R] [WORKLOAD ...] \
-             | cargo xtask clients | cargo xtask loadtest [--redis] [CLIENTS REQUESTS QUEUE] | cargo xtask ci"
+             | cargo xtask clients | cargo xtask loadtest [--redis] [CLIENTS REQUESTS QUEUE] \
+             | cargo xtask gpu-pack [--out DIR] [--profile P] [--check] | cargo xtask ci"
                 .into(),
         ),
     };
@@ -244,7 +251,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     let models = root().join("target/bench-models");
     if workloads
         .iter()
-        .any(|w| w == "loop-20" || w == "faceid-pipeline")
+        .any(|w| w.starts_with("loop-") || w.starts_with("faceid-pipeline"))
     {
         eprintln!(
             "xtask: full-size models with random weights in {}",

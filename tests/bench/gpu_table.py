@@ -1,0 +1,120 @@
+"""The table of the GPU run (tests/bench/gpu_run.sh): each workload of examples/bench_workload.rs
+on wgpu in f16 against tests/bench/torch_workload.py on CUDA in f16 (diffusers' defaults: SDPA
+attention), one process per side and workload, sides alternating.
+
+    python tests/bench/gpu_table.py full|reduced BENCH_WORKLOAD PYTHON OUT_DIR
+
+Per side: the median of the timed runs (after the workload's warm-up), denoising steps per
+second, and the GPU memory the process held at its peak, sampled every 0.1 s with nvidia-smi as
+the rise of the GPU's used memory over its level before the process started (CUDA context and
+allocator caches included; PyTorch's own `max_memory_allocated` is shown beside it). Reduced
+mode (any Vulkan device, e.g. Mesa's lavapipe): the text encoder alone, 2 runs, transformers on the
+CPU in f32, no GPU memory. Writes OUT_DIR/runs.jsonl and OUT_DIR/table.md and prints the table.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+# (workload, denoising steps per call, timed runs)
+FULL = [("unet-64", 1, 10), ("loop-50", 50, 3), ("vae-decode-64", 0, 5), ("faceid-pipeline-20", 20, 3)]
+# Full-size UNets and VAEs take many minutes on a software Vulkan device: the text encoder alone.
+REDUCED = [("text-encode", 0, 2)]
+
+
+def gpu_used_mib():
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        text = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout
+        return float(text.split()[0])
+    except (ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def measure(command, env):
+    """Runs one side; its JSON line, with `gpu_mib` (peak rise of used GPU memory) added."""
+    base = gpu_used_mib()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.1):
+            used = gpu_used_mib()
+            if used is not None and (peak[0] is None or used > peak[0]):
+                peak[0] = used
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    sys.stderr.write(result.stderr[-4000:])
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, command))} failed with {result.returncode}")
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    line["gpu_mib"] = None if base is None else peak[0] - base
+    line["wall_s"] = wall
+    return line
+
+
+def main():
+    mode, ours, python, out = sys.argv[1], sys.argv[2], sys.argv[3], pathlib.Path(sys.argv[4])
+    out.mkdir(parents=True, exist_ok=True)
+    workloads = FULL if mode == "full" else REDUCED
+    theirs_device, theirs_precision = ("cuda", "f16") if mode == "full" else ("cpu", "f32")
+    threads = str(os.cpu_count())
+    rows = []
+    with open(out / "runs.jsonl", "w") as runs_file:
+        for workload, steps, runs in workloads:
+            print(f"== {workload}: {runs} run(s) each side", flush=True)
+            env = dict(os.environ, FACEID_BENCH_DEVICE="wgpu", FACEID_BENCH_PRECISION="f16")
+            mine = measure([ours, workload, str(runs)], env)
+            env = dict(os.environ, FACEID_BENCH_DEVICE=theirs_device, FACEID_BENCH_PRECISION=theirs_precision)
+            script = ROOT / "tests" / "bench" / "torch_workload.py"
+            theirs = measure([python, str(script), workload, str(runs), threads], env)
+            for line in (mine, theirs):
+                runs_file.write(json.dumps(line) + "\n")
+            rows.append((workload, steps, mine, theirs))
+
+    def mib(value):
+        return "-" if value is None else f"{value:.0f}"
+
+    def rate(steps, seconds):
+        return f"{steps / seconds:.2f}" if steps else "-"
+
+    theirs_name = "diffusers (CUDA, f16)" if mode == "full" else "diffusers (CPU, f32)"
+    lines = [
+        f"| workload | steps per call | ours (wgpu, f16) median | ours it/s | {theirs_name} median | diffusers it/s "
+        "| ours/diffusers time | ours GPU MiB | diffusers GPU MiB | diffusers allocator peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for workload, steps, mine, theirs in rows:
+        a, b = statistics.median(mine["times"]), statistics.median(theirs["times"])
+        lines.append(
+            f"| {workload} | {steps or '-'} | {a:.3f} s | {rate(steps, a)} | {b:.3f} s | {rate(steps, b)} "
+            f"| {a / b:.2f}x | {mib(mine['gpu_mib'])} | {mib(theirs['gpu_mib'])} | {mib(theirs.get('gpu_peak_mib'))} |"
+        )
+    device = rows[0][2].get("device", "?") if rows else "?"
+    lines.append("")
+    lines.append(f"ours on {device}; torch {rows[0][3].get('torch', '?') if rows else '?'}; mode {mode}")
+    table = "\n".join(lines)
+    (out / "table.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

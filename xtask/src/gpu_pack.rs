@@ -1,0 +1,259 @@
+//! `cargo xtask gpu-pack [--out DIR] [--profile P] [--check]`: everything a GPU machine without a Rust
+//! toolchain or internet needs to print the GPU table in one call, built here.
+//!
+//! The folder (default `target/gpu-pack`, at most [`LIMIT`] bytes) holds:
+//! - `bin/faceid.xz`, `bin/bench_workload.xz`, `bin/parity.xz`: the `faceid` binary, the bench
+//!   example and the test binary of `faceid-pipeline` (the parity tests on every device of the
+//!   build), all built with `wgpu` in one compilation (profile `release`, or `--profile dev`: the
+//!   build of the README's test command, also at opt-level 3), stripped and xz-compressed;
+//! - `gl/`: the Debian package of the Vulkan loader (`libvulkan1`, amd64);
+//! - `wheels/`: diffusers and what insightface's `FaceAnalysis` imports, for CPython 3.12 on
+//!   manylinux x86-64, at the versions of `.venv` (the pinned reference stack), and insightface's
+//!   source archive (built there; it has no wheel);
+//! - `build_root`: this workspace's path (the parity binary reads `tests/data` below it);
+//! - `run.sh`: `tests/bench/gpu_run.sh`, which runs the parity checks and the table.
+//!
+//! `--check` then runs `run.sh --reduced` here, on whatever Vulkan device this machine has
+//! (Mesa's lavapipe on a CPU machine), with `.venv`'s Python and `target/bench-models`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{reference_python, root, run};
+
+/// The most the pack may hold: what a GPU machine reached through a small upload takes in one
+/// transfer, next to the repository itself.
+const LIMIT: u64 = 64 * 1024 * 1024;
+
+/// The distributions `FaceAnalysis` and the FaceID workload import that a CUDA PyTorch image
+/// may lack; their versions come from `.venv`.
+const WHEELS: [&str; 12] = [
+    "diffusers",
+    "albumentations",
+    "albucore",
+    "pydantic",
+    "pydantic-core",
+    "annotated-types",
+    "typing-inspection",
+    "prettytable",
+    "easydict",
+    "wcwidth",
+    "stringzilla",
+    "simsimd",
+];
+
+pub fn gpu_pack(args: &[String]) -> Result<(), String> {
+    let mut out = root().join("target/gpu-pack");
+    let mut check = false;
+    let mut profile = "release".to_string();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--out" => out = PathBuf::from(rest.next().ok_or("--out needs a folder")?),
+            "--check" => check = true,
+            "--profile" => profile = rest.next().ok_or("--profile needs a name")?.clone(),
+            other => return Err(format!("gpu-pack: unknown argument '{other}'")),
+        }
+    }
+    let python = reference_python()?;
+    if out.exists() {
+        std::fs::remove_dir_all(&out)
+            .map_err(|e| format!("cannot empty {}: {e}", out.display()))?;
+    }
+    for dir in ["bin", "gl", "wheels"] {
+        std::fs::create_dir_all(out.join(dir))
+            .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    }
+
+    for (name, binary) in build(&profile)? {
+        eprintln!("xtask: packing {name}");
+        let stripped = out.join("bin").join(&name);
+        std::fs::copy(&binary, &stripped)
+            .map_err(|e| format!("cannot copy {}: {e}", binary.display()))?;
+        run(Command::new("strip").arg(&stripped))?;
+        run(Command::new("xz").args(["-T2", "-9", "-f"]).arg(&stripped))?;
+    }
+    loader(&out.join("gl"))?;
+    wheels(&python, &out.join("wheels"))?;
+    write(&out.join("build_root"), root().display().to_string())?;
+    std::fs::copy(root().join("tests/bench/gpu_run.sh"), out.join("run.sh"))
+        .map_err(|e| format!("cannot copy the script: {e}"))?;
+
+    let size = folder_size(&out)?;
+    eprintln!(
+        "xtask: {} is {:.1} MiB (limit {} MiB)",
+        out.display(),
+        size as f64 / 1048576.0,
+        LIMIT / 1048576
+    );
+    if size > LIMIT {
+        return Err(format!(
+            "the pack is {size} bytes, over the device machine's {LIMIT}"
+        ));
+    }
+    if check {
+        run(Command::new("bash")
+            .arg(out.join("run.sh"))
+            .arg("--reduced")
+            .current_dir(root())
+            .env("FACEID_PYTHON", &python)
+            .env("FACEID_BENCH_MODELS", root().join("target/bench-models"))
+            .env("OUT", out.join("out")))?;
+    }
+    Ok(())
+}
+
+/// Builds the three binaries with `wgpu` in `profile`, with the features of the README's test
+/// command so that one compilation serves all three; their names in the pack and paths.
+fn build(profile: &str) -> Result<Vec<(String, PathBuf)>, String> {
+    let cargo = |verb: &str| {
+        let mut command = Command::new(env!("CARGO"));
+        command.current_dir(root()).args([
+            verb,
+            "--profile",
+            profile,
+            "--workspace",
+            "--features",
+            "faceid-core/wgpu",
+        ]);
+        command
+    };
+    run(cargo("build").args(["--bins", "--examples"]))?;
+    // The test binary's path is only known from cargo's messages.
+    let output = cargo("test")
+        .args(["--no-run", "--message-format", "json"])
+        .output()
+        .map_err(|e| format!("cannot build the parity tests: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "building the parity tests failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let parity = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| {
+            m["profile"]["test"] == true
+                && m["target"]["name"] == "it"
+                && m["package_id"]
+                    .as_str()
+                    .is_some_and(|id| id.contains("crates/faceid-pipeline#"))
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or("cargo named no executable for faceid-pipeline's tests")?;
+    let dir = root()
+        .join("target")
+        .join(if profile == "dev" { "debug" } else { profile });
+    Ok(vec![
+        ("faceid".into(), dir.join("faceid")),
+        ("bench_workload".into(), dir.join("examples/bench_workload")),
+        ("parity".into(), parity),
+    ])
+}
+
+/// `libvulkan1` for amd64 from Debian, as the device machine's README fetches it.
+fn loader(dir: &Path) -> Result<(), String> {
+    let lists = std::env::temp_dir().join("faceid-gpu-pack-apt");
+    std::fs::create_dir_all(lists.join("partial")).map_err(|e| e.to_string())?;
+    let options = [
+        "-oAPT::Architecture=amd64".to_string(),
+        "-oAPT::Architectures=amd64".to_string(),
+        format!("-oDir::State::Lists={}", lists.display()),
+    ];
+    run(Command::new("apt-get")
+        .args(&options)
+        .args(["-qq", "update"]))?;
+    run(Command::new("apt-get")
+        .args(&options)
+        .args(["-qq", "download", "libvulkan1"])
+        .current_dir(dir))
+}
+
+/// The wheels of [`WHEELS`] at `.venv`'s versions, and insightface's source archive.
+fn wheels(python: &Path, dir: &Path) -> Result<(), String> {
+    let freeze = Command::new(python)
+        .args(["-m", "pip", "freeze"])
+        .output()
+        .map_err(|e| format!("cannot list .venv: {e}"))?;
+    let freeze = String::from_utf8_lossy(&freeze.stdout);
+    let normal = |name: &str| name.to_lowercase().replace('_', "-");
+    let version = |name: &str| {
+        freeze.lines().find_map(|line| {
+            let (n, v) = line.split_once("==")?;
+            (normal(n) == normal(name)).then(|| v.to_string())
+        })
+    };
+    let mut pinned = Vec::new();
+    for name in WHEELS {
+        let v = version(name).ok_or(format!("{name} is not installed in .venv"))?;
+        pinned.push(format!("{name}=={v}"));
+    }
+    let mut command = Command::new(python);
+    command.args([
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.12",
+        "--implementation",
+        "cp",
+    ]);
+    for platform in [
+        "manylinux_2_28_x86_64",
+        "manylinux_2_27_x86_64",
+        "manylinux_2_17_x86_64",
+        "manylinux2014_x86_64",
+    ] {
+        command.args(["--platform", platform]);
+    }
+    run(command.arg("-d").arg(dir).args(&pinned))?;
+
+    // insightface publishes only a source archive: taken from the index with its digest.
+    let v = version("insightface").ok_or("insightface is not installed in .venv")?;
+    let file = format!("insightface-{v}.tar.gz");
+    let index = Command::new("curl")
+        .args(["-fsS", "https://pypi.org/simple/insightface/"])
+        .output()
+        .map_err(|e| format!("cannot read the package index: {e}"))?;
+    let index = String::from_utf8_lossy(&index.stdout);
+    let url = index
+        .split('"')
+        .find(|part| part.starts_with("https://") && part.contains(&format!("/{file}#sha256=")))
+        .ok_or(format!("the package index has no {file}"))?;
+    let (url, digest) = url.split_once("#sha256=").expect("checked above");
+    let target = dir.join(&file);
+    run(Command::new("curl")
+        .args(["-fsSL", "-o"])
+        .arg(&target)
+        .arg(url))?;
+    let sum = Command::new("sha256sum")
+        .arg(&target)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !String::from_utf8_lossy(&sum.stdout).starts_with(digest) {
+        return Err(format!("{file} does not match the index's sha256 {digest}"));
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: String) -> Result<(), String> {
+    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn folder_size(dir: &Path) -> Result<u64, String> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let meta = entry.metadata().map_err(|e| e.to_string())?;
+        total += if meta.is_dir() {
+            folder_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
