@@ -1,13 +1,12 @@
 //! Port of diffusers' `Attention` (models/attention_processor.py): multi-head scaled dot-product
-//! attention over the projections `to_q`, `to_k`, `to_v` and `to_out.0`, run with burn's fused
-//! attention. The default processor is `AttnProcessor2_0`; an IP-Adapter processor
+//! attention over the projections `to_q`, `to_k`, `to_v` and `to_out.0`, run with
+//! [`multi_head_attention`]. The default processor is `AttnProcessor2_0`; an IP-Adapter processor
 //! (`IPAdapterAttnProcessor2_0`: decoupled cross-attention to image tokens through `to_k_ip` /
 //! `to_v_ip`) can be installed on a loaded layer, and LoRA updates can be fused into its weights.
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use faceid_core::attention::multi_head_attention;
 use faceid_core::nn::Linear;
 use faceid_core::{Scope, WeightError};
 
@@ -148,88 +147,6 @@ impl Attention {
     /// Scaled dot-product attention of projected `[batch, seq, inner]` tensors, heads merged
     /// back into `[batch, seq, inner]` (before `to_out`).
     pub fn attend(&self, q: Tensor<3>, k: Tensor<3>, v: Tensor<3>) -> Tensor<3> {
-        #[cfg(feature = "flex")]
-        if let Some(out) = attention_on_flex(&q, &k, &v, self.heads) {
-            return out;
-        }
-        let [b, s, inner] = q.dims();
-        let split = |t: Tensor<3>| {
-            let [b, n, _] = t.dims();
-            t.reshape([b, n, self.heads, inner / self.heads])
-                .swap_dims(1, 2)
-        };
-        let (q, k, v) = (split(q), split(k), split(v));
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: false,
-        };
-        attention(q, k, v, None, None, options)
-            .swap_dims(1, 2)
-            .reshape([b, s, inner])
-    }
-}
-
-/// f32 attention on the CPU backend runs on [`crate::host_attention`], straight from and into
-/// the `[batch, seq, heads·dim]` layout; `None` for other backends and dtypes.
-#[cfg(feature = "flex")]
-fn attention_on_flex(
-    q: &Tensor<3>,
-    k: &Tensor<3>,
-    v: &Tensor<3>,
-    heads: usize,
-) -> Option<Tensor<3>> {
-    use faceid_core::host::{self, HostF32};
-    let (hq, hk, hv) = (HostF32::of(q)?, HostF32::of(k)?, HostF32::of(v)?);
-    let [batch, queries, inner] = q.dims();
-    let [_, keys, value_inner] = v.dims();
-    let shape = crate::host_attention::Shape {
-        batch,
-        heads,
-        queries,
-        keys,
-        dim: inner / heads,
-        value_dim: value_inner / heads,
-    };
-    let scale = 1.0 / ((inner / heads) as f32).sqrt();
-    let out = crate::host_attention::attention(hq.data(), hk.data(), hv.data(), shape, scale);
-    Some(host::tensor(out, [batch, queries, value_inner]))
-}
-
-#[cfg(all(test, feature = "flex"))]
-mod tests {
-    use burn::tensor::{Device, Distribution, Tensor};
-
-    use super::*;
-
-    #[test]
-    fn the_host_kernel_agrees_with_burns_attention() {
-        let device = Device::flex();
-        let heads = 3;
-        let make = |seq: usize, dim: usize| {
-            Tensor::<3>::random(
-                [2, seq, heads * dim],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            )
-        };
-        let split = |t: Tensor<3>| {
-            let [b, n, inner] = t.dims();
-            t.reshape([b, n, heads, inner / heads]).swap_dims(1, 2)
-        };
-        for keys in [1100, 77, 4] {
-            let (q, k, v) = (make(130, 40), make(keys, 40), make(keys, 24));
-            let ours = attention_on_flex(&q, &k, &v, heads).expect("f32 on flex");
-            let options = AttentionModuleOptions {
-                scale: None,
-                softcap: None,
-                is_causal: false,
-            };
-            let reference = attention(split(q), split(k), split(v), None, None, options)
-                .swap_dims(1, 2)
-                .reshape([2, 130, heads * 24]);
-            let diff: f32 = (ours - reference).abs().max().into_scalar();
-            assert!(diff < 1e-5, "{keys} keys: max abs difference {diff}");
-        }
+        multi_head_attention(q, k, v, self.heads, false)
     }
 }

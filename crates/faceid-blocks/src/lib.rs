@@ -3,8 +3,6 @@
 #![deny(missing_docs)]
 
 mod attention;
-#[cfg(feature = "flex")]
-pub mod host_attention;
 mod resnet;
 
 pub use attention::{Attention, AttentionShape, IpAttention, Projection};

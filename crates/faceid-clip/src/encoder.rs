@@ -4,8 +4,7 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use faceid_core::attention::multi_head_attention;
 use faceid_core::nn::{Activation, LayerNorm, Linear};
 use faceid_core::{Scope, WeightError};
 
@@ -118,20 +117,11 @@ impl EncoderLayer {
     }
 
     fn forward(&self, x: Tensor<3>, heads: usize, act: Activation, causal: bool) -> Tensor<3> {
-        let [b, s, h] = x.dims();
-        let split = |t: Tensor<3>| t.reshape([b, s, heads, h / heads]).swap_dims(1, 2);
         let normed = self.layer_norm1.forward(x.clone());
-        let q = split(self.q_proj.forward(normed.clone()));
-        let k = split(self.k_proj.forward(normed.clone()));
-        let v = split(self.v_proj.forward(normed));
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: causal,
-        };
-        let attended = attention(q, k, v, None, None, options)
-            .swap_dims(1, 2)
-            .reshape([b, s, h]);
+        let q = self.q_proj.forward(normed.clone());
+        let k = self.k_proj.forward(normed.clone());
+        let v = self.v_proj.forward(normed);
+        let attended = multi_head_attention(q, k, v, heads, causal);
         let x = x + self.out_proj.forward(attended);
         let hidden = act.forward(self.fc1.forward(self.layer_norm2.forward(x.clone())));
         x + self.fc2.forward(hidden)

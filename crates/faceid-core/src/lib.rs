@@ -3,14 +3,15 @@
 //! - [`weights`]: checkpoint files (safetensors, sharded, f32/f16/bf16) read by name, with every
 //!   missing, misshapen or unused tensor reported as an error.
 //! - [`nn`]: the few layers every model is made of (linear, conv, group/layer norm), loaded from
-//!   checkpoint names.
+//!   checkpoint names; [`attention`]: multi-head attention over their projections.
 //! - [`config`]: reading the `config.json` files that drive every model's architecture.
 //! - [`device`]: choosing the burn backend at run time; [`precision`]: f32 or f16 models.
-//! - `host` (with `flex`): CPU kernels for the convolutions, norms and activations the
-//!   denoising loop spends its time on, working in place on flex's memory.
+//! - `host` (with `flex`): CPU kernels for the convolutions, norms, activations and attention
+//!   the denoising loop spends its time on, working in place on flex's memory.
 //! - [`rng`]: Gaussian noise identical to `torch.randn` with a seeded CPU `torch.Generator`.
 #![deny(missing_docs)]
 
+pub mod attention;
 mod component;
 pub mod config;
 pub mod device;

@@ -377,6 +377,10 @@ impl Activation {
     /// Applies the activation.
     pub fn forward<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         use burn::tensor::activation as act;
+        #[cfg(feature = "flex")]
+        if let Some(out) = self.forward_on_host(&x) {
+            return out;
+        }
         match self {
             Self::Silu | Self::Swish => act::silu(x),
             Self::Gelu => act::gelu(x),
@@ -384,5 +388,24 @@ impl Activation {
             Self::GeluNew => act::gelu_approximate(x),
             Self::Relu => act::relu(x),
         }
+    }
+
+    /// The f32 CPU path for the smooth activations ([`crate::host::math`]); `None` on other
+    /// backends and for ReLU and the tanh GELU, which burn's kernels do well.
+    #[cfg(feature = "flex")]
+    fn forward_on_host<const D: usize>(self, x: &Tensor<D>) -> Option<Tensor<D>> {
+        use crate::host::{self, HostF32, math};
+        if matches!(self, Self::GeluNew | Self::Relu) {
+            return None;
+        }
+        let input = HostF32::of(x)?;
+        // One `map` per function, so that each is inlined into its vectorised loop.
+        let out = match self {
+            Self::Silu | Self::Swish => math::map(input.data(), math::silu),
+            Self::Gelu => math::map(input.data(), math::gelu),
+            Self::QuickGelu => math::map(input.data(), math::quick_gelu),
+            Self::GeluNew | Self::Relu => return None,
+        };
+        Some(host::tensor(out, x.dims()))
     }
 }

@@ -96,7 +96,18 @@ pub(crate) mod tests {
 
     #[test]
     fn linear_matches_the_definition() {
-        let (rows, d_in, d_out) = (37, 19, 23);
+        // 37 rows: few enough to split 53 columns into bands per thread (16 + 16 + 16 + 5 with
+        // 3 threads, 32 + 21 with 2), and 300 rows: gemm's own threading.
+        for (rows, threads) in [(37, 1), (37, 2), (37, 3), (300, 3)] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            pool.install(|| check_linear(rows, 19, 53));
+        }
+    }
+
+    fn check_linear(rows: usize, d_in: usize, d_out: usize) {
         let (x, w, b) = (fill(rows * d_in, 1), fill(d_in * d_out, 2), fill(d_out, 3));
         for bias in [None, Some(b.as_slice())] {
             let got = linear(&x, &w, bias, d_in, d_out);

@@ -6,6 +6,7 @@
 //! between. Every caller falls back to burn's kernel when [`HostF32::of`] returns `None` (another
 //! backend, another dtype).
 
+pub mod attention;
 pub mod conv;
 pub mod linear;
 pub mod math;
@@ -99,8 +100,19 @@ fn threads() -> usize {
     rayon::current_num_threads()
 }
 
+/// At most this many rows, a GEMM is split by columns into one single-threaded GEMM per thread
+/// (see [`gemm_into`]).
+const FEW_ROWS: usize = 256;
+/// Columns of a band are a multiple of this (the microkernels' width in f32).
+const BAND_ALIGN: usize = 16;
+
 /// `dst[m, n] += lhs[m, k] · rhs[k, n]`, `lhs` and `rhs` contiguous row-major, `dst` with row
 /// stride `dst_rs` and unit column stride.
+///
+/// With few rows (the text encoder's 2 × 77 tokens, a cross-attention's keys) and wide `rhs` (a
+/// layer's weights), the columns are split into one band per thread, each a single-threaded
+/// GEMM: every thread packs only its own band of `rhs` and the threads meet once, where gemm's
+/// own threading packs the whole of `rhs` in each and synchronises per block.
 ///
 /// # Safety
 /// `dst` must cover `m` rows of `n` elements `dst_rs` apart; `lhs` and `rhs` must hold `m·k` and
@@ -115,7 +127,89 @@ pub(crate) unsafe fn gemm_into(
     k: usize,
 ) {
     debug_assert!(lhs.len() >= m * k && rhs.len() >= k * n);
-    // SAFETY: the caller's contract, in gemm's terms (column stride first).
+    let threads = threads();
+    let band = n.div_ceil(threads).next_multiple_of(BAND_ALIGN);
+    if threads > 1 && m <= FEW_ROWS && band < n {
+        use rayon::prelude::*;
+        let dst = SharedMut(dst);
+        (0..n.div_ceil(band)).into_par_iter().for_each(|i| {
+            let (first, width) = (i * band, band.min(n - i * band));
+            // SAFETY: the band is columns `first..first + width` of `dst` (no other task
+            // writes them) times the same columns of `rhs`, whose rows stay `n` apart.
+            unsafe {
+                gemm_f32(
+                    dst.at(first),
+                    dst_rs,
+                    Strided::rows(lhs, k),
+                    Strided::rows(&rhs[first..], n),
+                    (m, width, k),
+                    (true, 1.0),
+                    gemm::Parallelism::None,
+                )
+            }
+        });
+        return;
+    }
+    // SAFETY: the caller's contract.
+    unsafe {
+        gemm_f32(
+            dst,
+            dst_rs,
+            Strided::rows(lhs, k),
+            Strided::rows(rhs, n),
+            (m, n, k),
+            (true, 1.0),
+            gemm::Parallelism::Rayon(threads),
+        )
+    }
+}
+
+/// A matrix operand of [`gemm_f32`]: its first element and the strides between its rows and
+/// between its columns.
+#[derive(Clone, Copy)]
+pub(crate) struct Strided {
+    ptr: *const f32,
+    rs: isize,
+    cs: isize,
+}
+
+impl Strided {
+    /// Rows of `data`, `row_stride` apart, columns contiguous.
+    pub(crate) fn rows(data: &[f32], row_stride: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            rs: row_stride as isize,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of [`Strided::rows`]: element `(i, j)` is `data[j·row_stride + i]`.
+    pub(crate) fn transposed(data: &[f32], row_stride: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            rs: 1,
+            cs: row_stride as isize,
+        }
+    }
+}
+
+/// `dst[m, n] = scale · lhs[m, k] · rhs[k, n]`, or `dst += …` with `accumulate`; `dst`'s rows
+/// `dst_rs` apart, its columns contiguous.
+///
+/// # Safety
+/// `dst` must cover `m` rows of `n` elements `dst_rs` apart, and `lhs` and `rhs` the `m × k` and
+/// `k × n` elements their strides reach.
+pub(crate) unsafe fn gemm_f32(
+    dst: *mut f32,
+    dst_rs: isize,
+    lhs: Strided,
+    rhs: Strided,
+    (m, n, k): (usize, usize, usize),
+    (accumulate, scale): (bool, f32),
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: the caller's contract, in gemm's terms (column stride first; `1.0` keeps what
+    // `dst` holds when it is read).
     unsafe {
         gemm::gemm(
             m,
@@ -124,19 +218,19 @@ pub(crate) unsafe fn gemm_into(
             dst,
             1,
             dst_rs,
-            true,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.cs,
+            lhs.rs,
+            rhs.ptr,
+            rhs.cs,
+            rhs.rs,
             1.0,
-            1.0,
+            scale,
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(threads()),
+            parallelism,
         );
     }
 }

@@ -11,9 +11,9 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::SharedMut;
 use super::conv::ConvShape;
 use super::math::vectorised;
+use super::{SharedMut, Strided, gemm_f32};
 
 /// Outputs per tile side.
 const M: usize = 4;
@@ -80,25 +80,13 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> 
             // SAFETY: U_e is [c_out, c_in], V_e [c_in, n] and M_e [c_out, n], contiguous and
             // disjoint per e.
             unsafe {
-                gemm::gemm(
-                    c_out,
-                    n,
-                    c_in,
+                gemm_f32(
                     mp.at(e * c_out * n),
-                    1,
                     n as isize,
-                    false,
-                    u.as_ptr().add(e * stride),
-                    1,
-                    c_in as isize,
-                    vr.as_ptr().add(e * c_in * n),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    Strided::rows(&u[e * stride..], c_in),
+                    Strided::rows(&vr[e * c_in * n..], n),
+                    (c_out, n, c_in),
+                    (false, 1.0),
                     gemm::Parallelism::None,
                 );
             }

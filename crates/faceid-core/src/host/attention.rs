@@ -3,11 +3,13 @@
 //! `to_out` reads it, so the heads are never split into or merged from separate tensors. Per head
 //! and block of 64 queries: the scores against every key in one GEMM, a vectorised exponential for
 //! the softmax, then the weighted values in a second GEMM with the keys as the inner dimension.
-//! The UNet's self-attention at 64×64 latents (4096 tokens, head size 40) is where this matters.
+//! The UNet's self-attention at 64×64 latents (4096 tokens, head size 40) is where this matters;
+//! the CLIP text encoder's causal self-attention (77 tokens) runs here too.
 
-use faceid_core::host::SharedMut;
-use faceid_core::host::math::exp_le0;
 use rayon::prelude::*;
+
+use super::math::exp_le0;
+use super::{SharedMut, Strided, gemm_f32};
 
 /// Most queries per block. Long key sequences take whole blocks (fewer repacks of the keys and
 /// values per head; the `QUERY_BLOCK × keys` scores stay in the last-level cache), short ones a
@@ -31,6 +33,8 @@ pub struct Shape {
     pub dim: usize,
     /// Value size per head.
     pub value_dim: usize,
+    /// Query `i` sees only keys `0..=i` (torch's `is_causal`, the mask aligned to the top left).
+    pub causal: bool,
 }
 
 /// `softmax(q kᵀ · scale) v` per batch and head, for `q` `[batch, queries, heads·dim]`, `k`
@@ -44,6 +48,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: Shape, scale: f32) -> V
         keys,
         dim,
         value_dim,
+        causal,
     } = shape;
     assert_eq!(q.len(), batch * queries * heads * dim, "query size");
     assert_eq!(k.len(), batch * keys * heads * dim, "key size");
@@ -76,30 +81,24 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: Shape, scale: f32) -> V
             // `q`; the keys (read transposed) `keys` rows of `dim` columns inside `k`; the scores
             // are `rows × keys` contiguous.
             unsafe {
-                gemm::gemm(
-                    rows,
-                    keys,
-                    dim,
+                gemm_f32(
                     scores.as_mut_ptr(),
-                    1,
                     keys as isize,
-                    false,
-                    q.as_ptr(),
-                    1,
-                    qk_stride as isize,
-                    k.as_ptr(),
-                    qk_stride as isize,
-                    1,
-                    0.0,
-                    scale,
-                    false,
-                    false,
-                    false,
+                    Strided::rows(q, qk_stride),
+                    Strided::transposed(k, qk_stride),
+                    (rows, keys, dim),
+                    (false, scale),
                     gemm::Parallelism::None,
                 );
             }
             let mut sums = [0f32; QUERY_BLOCK];
-            for (row, sum) in scores.chunks_mut(keys).zip(sums.iter_mut()) {
+            for (r, (row, sum)) in scores.chunks_mut(keys).zip(sums.iter_mut()).enumerate() {
+                // Masked scores are -inf, whose exponential is 0; the diagonal is always kept.
+                if causal {
+                    row.iter_mut()
+                        .skip(first + r + 1)
+                        .for_each(|x| *x = f32::NEG_INFINITY);
+                }
                 *sum = softmax_numerators(row);
             }
             // SAFETY: this task's output block is `rows` rows of `value_dim` columns,
@@ -107,25 +106,13 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: Shape, scale: f32) -> V
             // touches it. The values are `keys` rows of `value_dim` columns inside `v`.
             unsafe {
                 let dst = o.at((b * queries + first) * v_stride + h * value_dim);
-                gemm::gemm(
-                    rows,
-                    value_dim,
-                    keys,
+                gemm_f32(
                     dst,
-                    1,
                     v_stride as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    keys as isize,
-                    v.as_ptr(),
-                    1,
-                    v_stride as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    Strided::rows(scores, keys),
+                    Strided::rows(v, v_stride),
+                    (rows, value_dim, keys),
+                    (false, 1.0),
                     gemm::Parallelism::None,
                 );
                 for (r, sum) in sums.iter().take(rows).enumerate() {
@@ -207,13 +194,14 @@ mod tests {
     use super::*;
 
     fn fill(len: usize, seed: u64) -> Vec<f32> {
-        faceid_core::testing::uniform(len, seed, 2.0)
+        crate::testing::uniform(len, seed, 2.0)
     }
 
     #[test]
     fn attention_matches_a_direct_f64_softmax() {
-        // 130 queries (two full blocks and a partial one); long and short key sequences.
-        for keys in [1100, 77, 4] {
+        // 130 queries (two full blocks and a partial one); long and short key sequences, and
+        // causal self-attention (as many keys as queries).
+        for (keys, causal) in [(1100, false), (77, false), (4, false), (130, true)] {
             let shape = Shape {
                 batch: 2,
                 heads: 3,
@@ -221,6 +209,7 @@ mod tests {
                 keys,
                 dim: 40,
                 value_dim: 24,
+                causal,
             };
             let (b, h, dim, vd) = (shape.batch, shape.heads, shape.dim, shape.value_dim);
             let q = fill(b * shape.queries * h * dim, 1);
@@ -233,7 +222,8 @@ mod tests {
                 for hi in 0..h {
                     for i in 0..shape.queries {
                         let qi = &q[(bi * shape.queries + i) * h * dim + hi * dim..][..dim];
-                        let scores: Vec<f64> = (0..keys)
+                        let seen = if causal { i + 1 } else { keys };
+                        let scores: Vec<f64> = (0..seen)
                             .map(|j| {
                                 let kj = &k[(bi * keys + j) * h * dim + hi * dim..][..dim];
                                 qi.iter()
@@ -259,7 +249,10 @@ mod tests {
                     }
                 }
             }
-            assert!(worst < 1e-5, "{keys} keys: worst absolute error {worst:e}");
+            assert!(
+                worst < 1e-5,
+                "{keys} keys, causal {causal}: worst absolute error {worst:e}"
+            );
         }
     }
 }
