@@ -194,6 +194,8 @@ fn faces(c: &mut Criterion, setup: &Setup, full: bool) {
 }
 
 fn benches(c: &mut Criterion) {
+    // As the `faceid` binary does.
+    faceid::core::allocator::retain_freed_memory();
     let full = std::env::var("FACEID_BENCH_FULL").is_ok_and(|v| v == "1");
     let kind = std::env::var("FACEID_BENCH_DEVICE")
         .unwrap_or_else(|_| "flex".into())

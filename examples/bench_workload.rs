@@ -317,6 +317,8 @@ fn faceid_pipeline(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the `faceid` binary does.
+    faceid::core::allocator::retain_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let workload = args.first().map(String::as_str).unwrap_or("unet-64");
     let runs: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(3);

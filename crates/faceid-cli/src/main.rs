@@ -37,6 +37,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    faceid_core::allocator::retain_freed_memory();
     let cli = Cli::parse();
     // `serve` logs requests at info level by default; FACEID_LOG overrides (e.g. `debug`), and
     // FACEID_LOG_FORMAT=json writes one JSON object per line.

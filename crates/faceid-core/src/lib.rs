@@ -11,6 +11,7 @@
 //! - [`rng`]: Gaussian noise identical to `torch.randn` with a seeded CPU `torch.Generator`.
 #![deny(missing_docs)]
 
+pub mod allocator;
 pub mod attention;
 mod component;
 pub mod config;
