@@ -1,7 +1,7 @@
 //! Attention on the CPU backend, reading the projections where `to_q`, `to_k` and `to_v` wrote
 //! them (`[batch, seq, heads·dim]`: a head is a band of columns) and writing the output where
 //! `to_out` reads it, so the heads are never split into or merged from separate tensors. Per head
-//! and block of 64 queries: the scores against every key in one GEMM, a vectorised exponential for
+//! and block of queries: the scores against every key in one GEMM, a vectorised exponential for
 //! the softmax, then the weighted values in a second GEMM with the keys as the inner dimension.
 //! The UNet's self-attention at 64×64 latents (4096 tokens, head size 40) is where this matters;
 //! the CLIP text encoder's causal self-attention (77 tokens) runs here too.
