@@ -27,7 +27,8 @@
 //!   the peak memory.
 //!
 //! `cargo run --example bench_workload -- WORKLOAD RUNS`; the generated models are read from
-//! `FACEID_BENCH_MODELS` (default `target/bench-models`). `FACEID_BENCH_DEVICE` (flex, wgpu,
+//! `FACEID_BENCH_MODELS` (default `target/bench-models`), the configs and the face photo from
+//! `FACEID_BENCH_ROOT` (default: this workspace; the GPU pack's copy of them). `FACEID_BENCH_DEVICE` (flex, wgpu,
 //! cuda) and `FACEID_BENCH_PRECISION` (f32, f16; default: the device's preferred one) choose
 //! where and how the UNet, text encoder and adapter run; the VAE is always f32. Every timing
 //! ends with a read-back of the result, so GPU work is finished inside it.
@@ -55,7 +56,9 @@ use faceid::vae::{AutoencoderKL, VaeConfig};
 use faceid::{GenerateRequest, StableDiffusion};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("FACEID_BENCH_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 fn configs() -> PathBuf {

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The GPU run that `cargo xtask gpu-pack` prepares, copied into the pack as run.sh. From the
-# repository root of a machine without Rust or internet:
+# The GPU run that `cargo xtask gpu-pack` prepares, copied into the pack as run.sh. On a machine
+# without Rust or internet, from any folder; it reads nothing but the pack:
 #
-#   bash target/gpu-pack/run.sh            an NVIDIA GPU with CUDA PyTorch: the parity tests of
-#                                          faceid-pipeline on the GPU (f32 and f16), then the
-#                                          table in f16, ours on wgpu and diffusers on CUDA
-#   bash target/gpu-pack/run.sh --reduced  the same steps on any Vulkan device, small enough for
-#                                          Mesa's lavapipe: two parity tests, the CLI on the tiny
-#                                          test models, the table for the text encoder alone
-#                                          (diffusers' side on the CPU in f32)
+#   bash gpu-pack/run.sh            an NVIDIA GPU with CUDA PyTorch: the parity tests of
+#                                   faceid-pipeline on the GPU (f32 and f16), then the table in
+#                                   f16, ours on wgpu and diffusers on CUDA
+#   bash gpu-pack/run.sh --reduced  the same steps on any Vulkan device, small enough for Mesa's
+#                                   lavapipe: two parity tests, the CLI on the tiny test models,
+#                                   the table for the text encoder alone (diffusers' side on the
+#                                   CPU in f32)
 #
 # Everything it prints also goes to $OUT (default: out/ beside this script): parity.log,
 # generate.log, table.md, and one JSON line per side and workload in runs.jsonl.
@@ -39,23 +39,19 @@ fi
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [[ -f $icd ]] && export VK_DRIVER_FILES=$icd
 
-step "unpacking the binaries"
-for f in "$pack"/bin/*.xz; do
-    name=$(basename "$f" .xz)
-    if command -v xz >/dev/null; then
-        xz -dc "$f" >"$work/$name"
-    else
-        "$python" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$f" "$work/$name"
-    fi || exit 1
-    chmod +x "$work/$name"
-done
-"$work/faceid" --version || exit 1
-
-# The parity binary reads tests/data below the workspace it was built in.
-build_root=$(cat "$pack/build_root")
-if [[ ! -e $build_root/tests/data ]]; then
-    mkdir -p "$(dirname "$build_root")" && ln -sfn "$PWD" "$build_root" || exit 1
-fi
+# The payload: bin/ and the repository's files the run reads, at their paths there.
+step "unpacking the payload"
+root=$work/root
+mkdir -p "$root"
+if command -v xz >/dev/null; then
+    xz -dc "$pack/payload.tar.xz" | tar -x -C "$root"
+else
+    "$python" -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' \
+        "$pack/payload.tar.xz" "$root"
+fi || exit 1
+bin=$root/bin
+"$bin/faceid" --version || exit 1
+export FACEID_TEST_DATA=$root/tests/data FACEID_BENCH_ROOT=$root
 
 if ! "$python" -c 'import diffusers, insightface' 2>/dev/null; then
     step "installing the carried wheels"
@@ -66,18 +62,18 @@ fi
 
 step "parity tests (flex and wgpu; f32 and f16)"
 if [[ $mode == full ]]; then
-    filter=(pipeline_parity:: faceid_parity:: half_precision:: sdxl_parity::)
+    filter=(pipeline_parity:: faceid_parity:: half_precision::)
 else
     filter=(half_precision::faceid_unet_in_f16 pipeline_parity::pipeline_matches_diffusers_for_every_case)
 fi
-(cd "$build_root/crates/faceid-pipeline" && "$work/parity" --test-threads 1 --nocapture "${filter[@]}") 2>&1 | tee "$out/parity.log"
+(cd "$work" && "$bin/parity" --test-threads 1 --nocapture "${filter[@]}") 2>&1 | tee "$out/parity.log"
 parity=${PIPESTATUS[0]}
 grep -E '^test result' "$out/parity.log"
 
 models=${FACEID_BENCH_MODELS:-$work/models}
 if [[ ! -f $models/sd15/model_index.json ]]; then
     step "writing the full-size random models to $models"
-    "$python" tests/bench/gen_models.py "$models" >"$out/gen_models.log" 2>&1 || { tail "$out/gen_models.log"; exit 1; }
+    "$python" "$root/tests/bench/gen_models.py" "$models" >"$out/gen_models.log" 2>&1 || { tail "$out/gen_models.log"; exit 1; }
 fi
 
 # The CLI end to end on the GPU: fal's default of 4 samples from the full-size random models;
@@ -88,18 +84,19 @@ if [[ $mode == full ]]; then
         --detector "$face_models/det_10g.onnx" --recognizer "$face_models/w600k_r50.onnx"
         --steps 30 --num-samples 4)
 else
-    generate_args=(--base-model tests/data/sd/tiny-a --ip-adapter tests/data/faceid/ip-adapter-faceid_tiny.bin
-        --recognizer tests/data/face/arcface_r50_bn.onnx --steps 4 --num-samples 2 --width 64 --height 64)
+    data=$root/tests/data
+    generate_args=(--base-model "$data/sd/tiny-a" --ip-adapter "$data/faceid/ip-adapter-faceid_tiny.bin"
+        --recognizer "$data/face/arcface_r50_bn.onnx" --steps 4 --num-samples 2 --width 64 --height 64)
 fi
 step "faceid generate on wgpu: ${generate_args[*]}"
 t0=$SECONDS
-"$work/faceid" generate --device wgpu --face tests/data/faces/astronaut.png --seed 42 \
+"$bin/faceid" generate --device wgpu --face "$root/tests/data/faces/astronaut.png" --seed 42 \
     --prompt "a photo of a person" "${generate_args[@]}" --output "$work/generated.png" 2>&1 | tail -5 | tee "$out/generate.log"
 generate=${PIPESTATUS[0]}
 echo "faceid generate: exit $generate in $((SECONDS - t0)) s (loading included)" | tee -a "$out/generate.log"
 
 step "the table"
-FACEID_BENCH_MODELS=$models "$python" tests/bench/gpu_table.py "$mode" "$work/bench_workload" "$python" "$out"
+FACEID_BENCH_MODELS=$models "$python" "$root/tests/bench/gpu_table.py" "$mode" "$bin/bench_workload" "$python" "$out"
 table=$?
 step "done: parity exit $parity, generate exit $generate, table exit $table"
 [[ $parity == 0 && $generate == 0 && $table == 0 ]]

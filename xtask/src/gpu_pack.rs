@@ -1,20 +1,24 @@
 //! `cargo xtask gpu-pack [--out DIR] [--profile P] [--check]`: everything a GPU machine without a Rust
-//! toolchain or internet needs to print the GPU table in one call, built here.
+//! toolchain or internet needs to print the GPU table in one call, built here, in one folder that
+//! needs nothing else from this repository.
 //!
 //! The folder (default `target/gpu-pack`, at most [`LIMIT`] bytes) holds:
-//! - `bin/faceid.xz`, `bin/bench_workload.xz`, `bin/parity.xz`: the `faceid` binary, the bench
-//!   example and the test binary of `faceid-pipeline` (the parity tests on every device of the
-//!   build), all built with `wgpu` in one compilation (profile `release`, or `--profile dev`: the
-//!   build of the README's test command, also at opt-level 3), stripped and xz-compressed;
+//! - `payload.tar.xz`: one solid xz stream (the three binaries share most of their code) of
+//!   - `bin/faceid`, `bin/bench_workload`, `bin/parity`: the `faceid` binary, the bench example and
+//!     the test binary of `faceid-pipeline` (the parity tests on every device of the build), all
+//!     built with `wgpu` in one compilation (profile `release`, or `--profile dev`: the build of
+//!     the README's test command, also at opt-level 3), stripped;
+//!   - [`PAYLOAD`]: the scripts, configs and fixtures the run reads, at their paths here;
 //! - `gl/`: the Debian package of the Vulkan loader (`libvulkan1`, amd64);
 //! - `wheels/`: diffusers and what insightface's `FaceAnalysis` imports, for CPython 3.12 on
 //!   manylinux x86-64, at the versions of `.venv` (the pinned reference stack), and insightface's
 //!   source archive (built there; it has no wheel);
-//! - `build_root`: this workspace's path (the parity binary reads `tests/data` below it);
-//! - `run.sh`: `tests/bench/gpu_run.sh`, which runs the parity checks and the table.
+//! - `run.sh`: `tests/bench/gpu_run.sh`, which unpacks the payload, runs the parity checks and
+//!   the table.
 //!
-//! `--check` then runs `run.sh --reduced` here, on whatever Vulkan device this machine has
-//! (Mesa's lavapipe on a CPU machine), with `.venv`'s Python and `target/bench-models`.
+//! `--check` then runs `run.sh --reduced` here from an empty folder, on whatever Vulkan device
+//! this machine has (Mesa's lavapipe on a CPU machine), with `.venv`'s Python and
+//! `target/bench-models`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,8 +26,24 @@ use std::process::Command;
 use crate::{reference_python, root, run};
 
 /// The most the pack may hold: what a GPU machine reached through a small upload takes in one
-/// transfer, next to the repository itself.
+/// transfer.
 const LIMIT: u64 = 64 * 1024 * 1024;
+
+/// The repository's files and folders the run reads (`tests/bench`'s scripts with the fixture
+/// generators they import, the model configs and built-in detector, and the fixtures of the
+/// parity tests it runs: SD 1.5's and FaceID's, not SDXL's, whose 33 MB would not fit).
+const PAYLOAD: [&str; 10] = [
+    "tests/bench",
+    "tests/fixtures/gen_face.py",
+    "tests/fixtures/gen_faceid.py",
+    "weights",
+    "tests/data/sd",
+    "tests/data/faceid",
+    "tests/data/fp16",
+    "tests/data/tokenizer",
+    "tests/data/face/arcface_r50_bn.onnx",
+    "tests/data/faces/astronaut.png",
+];
 
 /// The distributions `FaceAnalysis` and the FaceID workload import that a CUDA PyTorch image
 /// may lack; their versions come from `.venv`.
@@ -60,22 +80,46 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
         std::fs::remove_dir_all(&out)
             .map_err(|e| format!("cannot empty {}: {e}", out.display()))?;
     }
-    for dir in ["bin", "gl", "wheels"] {
+    for dir in ["gl", "wheels"] {
         std::fs::create_dir_all(out.join(dir))
             .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     }
-
+    let staging = root().join("target/gpu-pack-staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(staging.join("bin"))
+        .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
     for (name, binary) in build(&profile)? {
-        eprintln!("xtask: packing {name}");
-        let stripped = out.join("bin").join(&name);
+        let stripped = staging.join("bin").join(&name);
         std::fs::copy(&binary, &stripped)
             .map_err(|e| format!("cannot copy {}: {e}", binary.display()))?;
         run(Command::new("strip").arg(&stripped))?;
-        run(Command::new("xz").args(["-T2", "-9", "-f"]).arg(&stripped))?;
     }
+    eprintln!(
+        "xtask: compressing the binaries and {} paths into payload.tar.xz",
+        PAYLOAD.len()
+    );
+    let archive = std::fs::File::create(out.join("payload.tar.xz")).map_err(|e| e.to_string())?;
+    let mut xz = Command::new("xz")
+        .args(["-c", "-T1", "--lzma2=preset=9,dict=192MiB"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(archive)
+        .spawn()
+        .map_err(|e| format!("cannot start xz: {e}"))?;
+    // The command holds the pipe's writing end until it is dropped, at the end of this statement.
+    run(Command::new("tar")
+        .args(["-c", "-f", "-", "-C"])
+        .arg(&staging)
+        .arg("bin")
+        .arg("-C")
+        .arg(root())
+        .args(PAYLOAD)
+        .stdout(xz.stdin.take().expect("piped above")))?;
+    if !xz.wait().map_err(|e| e.to_string())?.success() {
+        return Err("xz failed".into());
+    }
+    std::fs::remove_dir_all(&staging).map_err(|e| e.to_string())?;
     loader(&out.join("gl"))?;
     wheels(&python, &out.join("wheels"))?;
-    write(&out.join("build_root"), root().display().to_string())?;
     std::fs::copy(root().join("tests/bench/gpu_run.sh"), out.join("run.sh"))
         .map_err(|e| format!("cannot copy the script: {e}"))?;
 
@@ -92,10 +136,14 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
         ));
     }
     if check {
+        // From an empty folder, so that the run reads nothing of this repository.
+        let away = std::env::temp_dir().join("faceid-gpu-pack-check");
+        let _ = std::fs::remove_dir_all(&away);
+        std::fs::create_dir_all(&away).map_err(|e| e.to_string())?;
         run(Command::new("bash")
             .arg(out.join("run.sh"))
             .arg("--reduced")
-            .current_dir(root())
+            .current_dir(&away)
             .env("FACEID_PYTHON", &python)
             .env("FACEID_BENCH_MODELS", root().join("target/bench-models"))
             .env("OUT", out.join("out")))?;
@@ -238,10 +286,6 @@ fn wheels(python: &Path, dir: &Path) -> Result<(), String> {
         return Err(format!("{file} does not match the index's sha256 {digest}"));
     }
     Ok(())
-}
-
-fn write(path: &Path, text: String) -> Result<(), String> {
-    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn folder_size(dir: &Path) -> Result<u64, String> {

@@ -17,7 +17,7 @@ use faceid_pipeline::{
 use crate::images::worst_error;
 
 fn data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
+    crate::test_data()
 }
 
 #[derive(serde::Deserialize)]

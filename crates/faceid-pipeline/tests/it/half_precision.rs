@@ -22,7 +22,7 @@ use faceid_pipeline::{GenerateRequest, StableDiffusion};
 use faceid_unet::{Conditioning, UNet2DConditionModel};
 
 fn data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
+    crate::test_data()
 }
 
 /// The f16 references, the f32 references they derive from, and the reference's f16 errors.

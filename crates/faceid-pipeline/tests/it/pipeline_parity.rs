@@ -13,7 +13,7 @@ use faceid_pipeline::{GenerateRequest, PipelineError, StableDiffusion};
 use crate::images::worst_error;
 
 fn data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/sd")
+    crate::test_data().join("sd")
 }
 
 #[derive(serde::Deserialize)]

@@ -17,7 +17,7 @@ use faceid_unet::{Conditioning, TextTime, UNet2DConditionModel};
 use crate::images::worst_error;
 
 fn data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/sdxl")
+    crate::test_data().join("sdxl")
 }
 
 fn model() -> PathBuf {
