@@ -54,112 +54,90 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: Shape, scale: f32) -> V
     assert_eq!(k.len(), batch * keys * heads * dim, "key size");
     assert_eq!(v.len(), batch * keys * heads * value_dim, "value size");
     let (qk_stride, v_stride) = (heads * dim, heads * value_dim);
-    let mut out = vec![0f32; batch * queries * v_stride];
-    let out_ptr = SharedMut(out.as_mut_ptr());
-    let block_rows = if keys >= LONG_KEYS {
-        QUERY_BLOCK
-    } else {
-        QUERY_BLOCK / 4
+    let fill = |out_ptr: SharedMut| {
+        let block_rows = if keys >= LONG_KEYS {
+            QUERY_BLOCK
+        } else {
+            QUERY_BLOCK / 4
+        };
+        let blocks = queries.div_ceil(block_rows);
+        (0..batch * heads * blocks).into_par_iter().for_each_init(
+            || vec![0f32; block_rows * keys],
+            |scores, task| {
+                let (b, h, block) = (
+                    task / (heads * blocks),
+                    (task / blocks) % heads,
+                    task % blocks,
+                );
+                let first = block * block_rows;
+                let rows = block_rows.min(queries - first);
+                let scores = &mut scores[..rows * keys];
+                let q = &q[(b * queries + first) * qk_stride + h * dim..];
+                let k = &k[b * keys * qk_stride + h * dim..];
+                let v = &v[b * keys * v_stride + h * value_dim..];
+                let o = out_ptr;
+                // SAFETY: the query block is `rows` rows of `dim` columns `qk_stride` apart
+                // inside `q`; the keys (read transposed) `keys` rows of `dim` columns inside `k`;
+                // the scores are `rows × keys` contiguous.
+                unsafe {
+                    gemm_f32(
+                        scores.as_mut_ptr(),
+                        keys as isize,
+                        Strided::rows(q, qk_stride),
+                        Strided::transposed(k, qk_stride),
+                        (rows, keys, dim),
+                        (false, scale),
+                        gemm::Parallelism::None,
+                    );
+                }
+                let mut sums = [0f32; QUERY_BLOCK];
+                for (r, (row, sum)) in scores.chunks_mut(keys).zip(sums.iter_mut()).enumerate() {
+                    // Masked scores are -inf, whose exponential is 0; the diagonal is always kept.
+                    if causal {
+                        row.iter_mut()
+                            .skip(first + r + 1)
+                            .for_each(|x| *x = f32::NEG_INFINITY);
+                    }
+                    *sum = softmax_numerators(row);
+                }
+                // SAFETY: this task's output block is `rows` rows of `value_dim` columns,
+                // `v_stride` apart, starting at its (batch, first query, head) offset; no other
+                // task touches it. The values are `keys` rows of `value_dim` columns inside `v`.
+                unsafe {
+                    let dst = o.at((b * queries + first) * v_stride + h * value_dim);
+                    gemm_f32(
+                        dst,
+                        v_stride as isize,
+                        Strided::rows(scores, keys),
+                        Strided::rows(v, v_stride),
+                        (rows, value_dim, keys),
+                        (false, 1.0),
+                        gemm::Parallelism::None,
+                    );
+                    for (r, sum) in sums.iter().take(rows).enumerate() {
+                        let inv = 1.0 / sum;
+                        let row = std::slice::from_raw_parts_mut(dst.add(r * v_stride), value_dim);
+                        row.iter_mut().for_each(|x| *x *= inv);
+                    }
+                }
+            },
+        );
     };
-    let blocks = queries.div_ceil(block_rows);
-    (0..batch * heads * blocks).into_par_iter().for_each_init(
-        || vec![0f32; block_rows * keys],
-        |scores, task| {
-            let (b, h, block) = (
-                task / (heads * blocks),
-                (task / blocks) % heads,
-                task % blocks,
-            );
-            let first = block * block_rows;
-            let rows = block_rows.min(queries - first);
-            let scores = &mut scores[..rows * keys];
-            let q = &q[(b * queries + first) * qk_stride + h * dim..];
-            let k = &k[b * keys * qk_stride + h * dim..];
-            let v = &v[b * keys * v_stride + h * value_dim..];
-            let o = out_ptr;
-            // SAFETY: the query block is `rows` rows of `dim` columns `qk_stride` apart inside
-            // `q`; the keys (read transposed) `keys` rows of `dim` columns inside `k`; the scores
-            // are `rows × keys` contiguous.
-            unsafe {
-                gemm_f32(
-                    scores.as_mut_ptr(),
-                    keys as isize,
-                    Strided::rows(q, qk_stride),
-                    Strided::transposed(k, qk_stride),
-                    (rows, keys, dim),
-                    (false, scale),
-                    gemm::Parallelism::None,
-                );
-            }
-            let mut sums = [0f32; QUERY_BLOCK];
-            for (r, (row, sum)) in scores.chunks_mut(keys).zip(sums.iter_mut()).enumerate() {
-                // Masked scores are -inf, whose exponential is 0; the diagonal is always kept.
-                if causal {
-                    row.iter_mut()
-                        .skip(first + r + 1)
-                        .for_each(|x| *x = f32::NEG_INFINITY);
-                }
-                *sum = softmax_numerators(row);
-            }
-            // SAFETY: this task's output block is `rows` rows of `value_dim` columns,
-            // `v_stride` apart, starting at its (batch, first query, head) offset; no other task
-            // touches it. The values are `keys` rows of `value_dim` columns inside `v`.
-            unsafe {
-                let dst = o.at((b * queries + first) * v_stride + h * value_dim);
-                gemm_f32(
-                    dst,
-                    v_stride as isize,
-                    Strided::rows(scores, keys),
-                    Strided::rows(v, v_stride),
-                    (rows, value_dim, keys),
-                    (false, 1.0),
-                    gemm::Parallelism::None,
-                );
-                for (r, sum) in sums.iter().take(rows).enumerate() {
-                    let inv = 1.0 / sum;
-                    let row = std::slice::from_raw_parts_mut(dst.add(r * v_stride), value_dim);
-                    row.iter_mut().for_each(|x| *x *= inv);
-                }
-            }
-        },
-    );
-    out
+    // SAFETY: the tasks write every (batch, query, head) block of the output once: its values'
+    // GEMM without reading it, then the normalisation.
+    unsafe { super::fresh(batch * queries * v_stride, fill) }
 }
 
 /// Replaces every score `x` of a row by `exp(x - max)` and returns their sum.
 fn softmax_numerators(row: &mut [f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { softmax_numerators_avx512(row) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { softmax_numerators_avx2(row) };
-        }
-    }
-    softmax_numerators_portable(row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn softmax_numerators_avx512(row: &mut [f32]) -> f32 {
-    softmax_numerators_portable(row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_numerators_avx2(row: &mut [f32]) -> f32 {
-    softmax_numerators_portable(row)
+    super::math::vectorised!(softmax_numerators_portable(row),)
 }
 
 /// Lanes of the reductions: separate accumulators let the compiler vectorise them.
 const LANES: usize = 16;
 
-/// Written so that the compiler vectorises it: no branches, no library calls, reductions over
-/// `LANES` independent accumulators.
+/// Written so that the compiler vectorises it: no branches, reductions over `LANES` independent
+/// accumulators; the exponentials are summed as they are written.
 #[inline(always)]
 fn softmax_numerators_portable(row: &mut [f32]) -> f32 {
     let mut maxes = [f32::NEG_INFINITY; LANES];
@@ -175,16 +153,18 @@ fn softmax_numerators_portable(row: &mut [f32]) -> f32 {
         }
     }
     let max = maxes.iter().copied().fold(tail, f32::max);
-    for x in row.iter_mut() {
-        *x = exp_le0(*x - max);
-    }
     let mut sums = [0f32; LANES];
-    let chunks = row.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for chunk in chunks {
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
         for (s, x) in sums.iter_mut().zip(chunk) {
+            *x = exp_le0(*x - max);
             *s += *x;
         }
+    }
+    let mut tail = 0f32;
+    for x in chunks.into_remainder() {
+        *x = exp_le0(*x - max);
+        tail += *x;
     }
     sums.iter().sum::<f32>() + tail
 }

@@ -80,9 +80,8 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> 
                     dst_rs,
                     weight,
                     image,
-                    s.c_out,
-                    plane_out,
-                    k_len,
+                    (s.c_out, plane_out, k_len),
+                    true,
                 )
             };
         }
@@ -113,9 +112,8 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> 
                     n as isize,
                     weight,
                     cols,
-                    s.c_out,
-                    n,
-                    k_len,
+                    (s.c_out, n, k_len),
+                    true,
                 )
             };
             for (c, row) in scratch.chunks(n).enumerate() {
@@ -138,7 +136,16 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> 
             let dst = &mut out[b * s.c_out * plane_out + first_row * ow..];
             // SAFETY: [c_out, k_len] kernel times [k_len, n] patches into the rows
             // `first_row..first_row + rows` of every output channel (row stride `plane_out`).
-            unsafe { super::gemm_into(dst.as_mut_ptr(), dst_rs, weight, cols, s.c_out, n, k_len) };
+            unsafe {
+                super::gemm_into(
+                    dst.as_mut_ptr(),
+                    dst_rs,
+                    weight,
+                    cols,
+                    (s.c_out, n, k_len),
+                    true,
+                )
+            };
         }
     }
     out

@@ -1,8 +1,7 @@
 //! Row-wise layers over `[rows, features]`: the affine map of `torch.nn.Linear` as one GEMM on
 //! top of the bias, `torch.nn.LayerNorm`, and diffusers' GEGLU gate.
 
-use rayon::prelude::*;
-
+use super::SharedMut;
 use super::math::{gelu, vectorised};
 
 /// Rows per parallel task of the elementwise kernels.
@@ -19,27 +18,36 @@ pub fn linear(
     assert_eq!(x.len() % d_in, 0, "linear input size");
     assert_eq!(weight.len(), d_in * d_out, "linear weight size");
     let rows = x.len() / d_in;
-    let mut out = vec![0f32; rows * d_out];
-    if let Some(bias) = bias {
-        assert_eq!(bias.len(), d_out, "linear bias size");
-        out.par_chunks_mut(d_out * ROWS_PER_TASK).for_each(|rows| {
-            rows.chunks_mut(d_out)
-                .for_each(|row| row.copy_from_slice(bias))
-        });
-    }
-    // SAFETY: [rows, d_in] times [d_in, d_out] onto [rows, d_out] (zeros or the bias), all
-    // contiguous row-major.
-    unsafe {
-        super::gemm_into(
-            out.as_mut_ptr(),
-            d_out as isize,
-            x,
-            weight,
-            rows,
-            d_out,
-            d_in,
-        )
+    let write = |dst: SharedMut, accumulate: bool| {
+        // SAFETY: [rows, d_in] times [d_in, d_out] into (or onto) [rows, d_out], all contiguous
+        // row-major: both calls below pass a buffer of `rows · d_out` elements.
+        unsafe {
+            super::gemm_into(
+                dst.0,
+                d_out as isize,
+                x,
+                weight,
+                (rows, d_out, d_in),
+                accumulate,
+            )
+        }
     };
+    let Some(bias) = bias else {
+        // SAFETY: the GEMM writes every output without reading it.
+        return unsafe { super::fresh(rows * d_out, |dst| write(dst, false)) };
+    };
+    assert_eq!(bias.len(), d_out, "linear bias size");
+    // SAFETY: each part is whole rows, each row written with the bias.
+    let mut out = unsafe {
+        super::par_fresh(rows * d_out, d_out * ROWS_PER_TASK, |_, part| {
+            for row in part.chunks_mut(d_out) {
+                for (o, b) in row.iter_mut().zip(bias) {
+                    o.write(*b);
+                }
+            }
+        })
+    };
+    write(SharedMut(out.as_mut_ptr()), true);
     out
 }
 
@@ -47,22 +55,23 @@ pub fn linear(
 pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f64) -> Vec<f32> {
     let dim = weight.len();
     assert!(bias.len() == dim && x.len() % dim == 0, "layer norm sizes");
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(dim * ROWS_PER_TASK)
-        .zip(x.par_chunks(dim * ROWS_PER_TASK))
-        .for_each(|(out, x)| {
-            vectorised(|| {
+    let chunk = dim * ROWS_PER_TASK;
+    // SAFETY: each part is whole rows, zipped with the input's and written in full.
+    unsafe {
+        super::par_fresh(x.len(), chunk, |i, out| {
+            let x = &x[i * chunk..][..out.len()];
+            vectorised!({
                 for (out, x) in out.chunks_mut(dim).zip(x.chunks(dim)) {
                     let (mean, var) = super::norm::moments(x);
                     let inv_std = (1.0 / (var + eps).sqrt()) as f32;
                     let mean = mean as f32;
                     for (((o, v), w), b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
-                        *o = (v - mean) * inv_std * w + b;
+                        o.write((v - mean) * inv_std * w + b);
                     }
                 }
             })
-        });
-    out
+        })
+    }
 }
 
 /// diffusers' GEGLU after its projection: each row of `[rows, 2·inner]` is `[hidden, gate]`, and
@@ -70,20 +79,22 @@ pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f64) -> Vec<f32>
 pub fn geglu(projected: &[f32], inner: usize) -> Vec<f32> {
     assert_eq!(projected.len() % (2 * inner), 0, "GEGLU input size");
     let rows = projected.len() / (2 * inner);
-    let mut out = vec![0f32; rows * inner];
-    out.par_chunks_mut(inner * ROWS_PER_TASK)
-        .zip(projected.par_chunks(2 * inner * ROWS_PER_TASK))
-        .for_each(|(out, projected)| {
-            vectorised(|| {
+    let chunk = inner * ROWS_PER_TASK;
+    // SAFETY: each part is whole rows of `inner`, zipped with the input's rows of `2·inner` and
+    // written in full.
+    unsafe {
+        super::par_fresh(rows * inner, chunk, |i, out| {
+            let projected = &projected[2 * i * chunk..][..2 * out.len()];
+            vectorised!({
                 for (out, row) in out.chunks_mut(inner).zip(projected.chunks(2 * inner)) {
                     let (hidden, gate) = row.split_at(inner);
                     for ((o, h), g) in out.iter_mut().zip(hidden).zip(gate) {
-                        *o = h * gelu(*g);
+                        o.write(h * gelu(*g));
                     }
                 }
             })
-        });
-    out
+        })
+    }
 }
 
 #[cfg(test)]

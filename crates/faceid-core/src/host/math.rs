@@ -1,5 +1,7 @@
-//! Elementwise functions written so that the compiler vectorises them (no branches, no library
-//! calls), and the dispatch to AVX2 when the CPU has it.
+//! Elementwise functions written so that the compiler vectorises them (no branches), and the
+//! dispatch to AVX-512 or AVX2 when the CPU has them. Their polynomials use `mul_add`: one fused
+//! instruction under that dispatch (and on aarch64); on an x86-64 CPU without FMA, a call to the C
+//! library's `fmaf`, slower and with the same results.
 
 /// `exp(x)` for `x ≤ 0` (below about -87 it gives 0), relative error below 3e-7 (2.5 ulp):
 /// `x = n·ln2 + f` with `|f| ≤ ln2/2`, a degree-6 polynomial for `exp(f)`, and `2ⁿ` built in the
@@ -13,17 +15,16 @@ pub fn exp_le0(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     let below = x < -87.0;
     let x = if below { -87.0 } else { x };
-    let biased = x * LOG2E + ROUND;
+    let biased = x.mul_add(LOG2E, ROUND);
     let n = biased - ROUND;
     let n_int = biased.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
-    let f = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0 / 720.0;
-    let p = p * f + 1.0 / 120.0;
-    let p = p * f + 1.0 / 24.0;
-    let p = p * f + 1.0 / 6.0;
-    let p = p * f + 0.5;
-    let p = p * f + 1.0;
-    let p = p * f + 1.0;
+    let f = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
+    let p = (1.0f32 / 720.0).mul_add(f, 1.0 / 120.0);
+    let p = p.mul_add(f, 1.0 / 24.0);
+    let p = p.mul_add(f, 1.0 / 6.0);
+    let p = p.mul_add(f, 0.5);
+    let p = p.mul_add(f, 1.0);
+    let p = p.mul_add(f, 1.0);
     let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
     if below { 0.0 } else { p * scale }
 }
@@ -73,14 +74,37 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * one_plus_erf
 }
 
-/// Runs `body` compiled for AVX2 and FMA when the CPU has them, else for the baseline.
+/// `vectorised!(expr)`: [`dispatch`] of a closure evaluating `expr`, marked `#[inline(always)]`
+/// as it must be: only inlined into the dispatched functions is its code compiled for their
+/// instruction sets (otherwise it is one function for the baseline, with library calls for
+/// `mul_add`).
+macro_rules! vectorised {
+    ($body:expr $(,)?) => {
+        $crate::host::math::dispatch(
+            #[inline(always)]
+            || $body,
+        )
+    };
+}
+pub(crate) use vectorised;
+
+/// Runs `body` compiled for AVX-512 (16 lanes) or else AVX2 and FMA (8 lanes) when the CPU has
+/// them, else for the baseline; call it through [`vectorised!`].
 #[inline(always)]
-pub fn vectorised<R>(body: impl FnOnce() -> R) -> R {
+pub fn dispatch<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
+            body()
+        }
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
             body()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { avx512(body) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
@@ -94,20 +118,19 @@ pub fn vectorised<R>(body: impl FnOnce() -> R) -> R {
 /// Elements per parallel task of [`map`].
 const MAP_CHUNK: usize = 16 * 1024;
 
-/// `f` of every element, in parallel and vectorised (`f` inlined into the AVX2 loop).
+/// `f` of every element, in parallel and vectorised (`f` inlined into the dispatched loop).
 pub fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync + Copy) -> Vec<f32> {
-    use rayon::prelude::*;
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(MAP_CHUNK)
-        .zip(x.par_chunks(MAP_CHUNK))
-        .for_each(|(out, x)| {
-            vectorised(|| {
+    // SAFETY: each part is zipped with the input's part of the same length, and written in full.
+    unsafe {
+        super::par_fresh(x.len(), MAP_CHUNK, |i, out| {
+            let x = &x[i * MAP_CHUNK..][..out.len()];
+            vectorised!({
                 for (o, v) in out.iter_mut().zip(x) {
-                    *o = f(*v);
+                    o.write(f(*v));
                 }
             })
-        });
-    out
+        })
+    }
 }
 
 #[cfg(test)]

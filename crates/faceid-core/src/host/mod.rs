@@ -13,6 +13,7 @@ pub mod math;
 pub mod norm;
 pub mod winograd;
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{DType, Tensor, TensorData};
@@ -95,6 +96,41 @@ impl SharedMut {
     }
 }
 
+/// A fresh output of `len` floats that `fill` writes through the pointer it is given, without
+/// zeroing it first: zeroing is a serial pass over memory that the large outputs of every step
+/// would otherwise pay before their kernel writes them.
+///
+/// # Safety
+/// `fill` must write all `len` elements, and read none before writing it.
+pub(crate) unsafe fn fresh(len: usize, fill: impl FnOnce(SharedMut)) -> Vec<f32> {
+    let mut out = Vec::<f32>::with_capacity(len);
+    fill(SharedMut(out.as_mut_ptr()));
+    // SAFETY: all `len` elements were written (the caller's contract).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// [`fresh`] written in parallel: `fill(i, part)` writes part `i`, elements `i·chunk..` (the
+/// last part shorter).
+///
+/// # Safety
+/// `fill` must write every element of each part it is given.
+pub(crate) unsafe fn par_fresh(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut out = Vec::<f32>::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, part)| fill(i, part));
+    // SAFETY: every part was written in full (the caller's contract).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// Threads the kernels split work over (rayon's pool, which burn's kernels share).
 fn threads() -> usize {
     rayon::current_num_threads()
@@ -106,8 +142,8 @@ const FEW_ROWS: usize = 256;
 /// Columns of a band are a multiple of this (the microkernels' width in f32).
 const BAND_ALIGN: usize = 16;
 
-/// `dst[m, n] += lhs[m, k] · rhs[k, n]`, `lhs` and `rhs` contiguous row-major, `dst` with row
-/// stride `dst_rs` and unit column stride.
+/// `dst[m, n] += lhs[m, k] · rhs[k, n]` (or `=` without `accumulate`), `lhs` and `rhs` contiguous
+/// row-major, `dst` with row stride `dst_rs` and unit column stride.
 ///
 /// With few rows (the text encoder's 2 × 77 tokens, a cross-attention's keys) and wide `rhs` (a
 /// layer's weights), the columns are split into one band per thread, each a single-threaded
@@ -115,16 +151,15 @@ const BAND_ALIGN: usize = 16;
 /// own threading packs the whole of `rhs` in each and synchronises per block.
 ///
 /// # Safety
-/// `dst` must cover `m` rows of `n` elements `dst_rs` apart; `lhs` and `rhs` must hold `m·k` and
-/// `k·n` elements.
+/// `dst` must cover `m` rows of `n` elements `dst_rs` apart (initialised if `accumulate`); `lhs`
+/// and `rhs` must hold `m·k` and `k·n` elements.
 pub(crate) unsafe fn gemm_into(
     dst: *mut f32,
     dst_rs: isize,
     lhs: &[f32],
     rhs: &[f32],
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
 ) {
     debug_assert!(lhs.len() >= m * k && rhs.len() >= k * n);
     let threads = threads();
@@ -143,7 +178,7 @@ pub(crate) unsafe fn gemm_into(
                     Strided::rows(lhs, k),
                     Strided::rows(&rhs[first..], n),
                     (m, width, k),
-                    (true, 1.0),
+                    (accumulate, 1.0),
                     gemm::Parallelism::None,
                 )
             }
@@ -158,7 +193,7 @@ pub(crate) unsafe fn gemm_into(
             Strided::rows(lhs, k),
             Strided::rows(rhs, n),
             (m, n, k),
-            (true, 1.0),
+            (accumulate, 1.0),
             gemm::Parallelism::Rayon(threads),
         )
     }

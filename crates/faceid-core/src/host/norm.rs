@@ -2,8 +2,6 @@
 //! memory: per image and group, the mean and variance in f64, then the normalisation, the affine
 //! parameters and the activation written once.
 
-use rayon::prelude::*;
-
 use super::math::{silu, vectorised};
 
 /// Sizes of a group norm over `[batch, channels, spatial]`.
@@ -41,13 +39,13 @@ pub fn group_norm(
     );
     let per_group = s.channels / s.groups;
     let len = per_group * s.spatial;
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(len)
-        .zip(x.par_chunks(len))
-        .enumerate()
-        .for_each(|(i, (out, x))| {
+    // SAFETY: each part is one (image, group) of `len` elements, zipped per channel with the
+    // input's and written in full.
+    unsafe {
+        super::par_fresh(x.len(), len, |i, out| {
+            let x = &x[i * len..][..len];
             let first_channel = (i % s.groups) * per_group;
-            vectorised(|| {
+            vectorised!({
                 let (mean, var) = moments(x);
                 let inv_std = 1.0 / (var + eps).sqrt();
                 for (c, (out, x)) in out
@@ -59,17 +57,17 @@ pub fn group_norm(
                     let shift = (bias[first_channel + c] as f64 - mean * scale as f64) as f32;
                     if with_silu {
                         for (o, v) in out.iter_mut().zip(x) {
-                            *o = silu(v * scale + shift);
+                            o.write(silu(v * scale + shift));
                         }
                     } else {
                         for (o, v) in out.iter_mut().zip(x) {
-                            *o = v * scale + shift;
+                            o.write(v * scale + shift);
                         }
                     }
                 }
             })
-        });
-    out
+        })
+    }
 }
 
 /// Mean and biased variance in one pass over `x`: the sum and the sum of squares accumulated in

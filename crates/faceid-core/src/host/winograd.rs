@@ -69,30 +69,35 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> 
     transform_kernels(weight, c_in, c_out, &mut u[..kernels]);
     v.resize(v.len().max(E * c_in * block), 0.0);
     m.resize(m.len().max(E * c_out * block), 0.0);
-    let mut out = vec![0f32; s.batch * c_out * oh * ow];
-    for first in (0..total).step_by(block) {
-        let n = block.min(total - first);
-        transform_inputs(x, &mut v, &s, first, n, tiles_w);
-        // The 36 products, one GEMM each, split over the threads.
-        let mp = SharedMut(m.as_mut_ptr());
-        let vr = &v;
-        (0..E).into_par_iter().for_each(|e| {
-            // SAFETY: U_e is [c_out, c_in], V_e [c_in, n] and M_e [c_out, n], contiguous and
-            // disjoint per e.
-            unsafe {
-                gemm_f32(
-                    mp.at(e * c_out * n),
-                    n as isize,
-                    Strided::rows(&u[e * stride..], c_in),
-                    Strided::rows(&vr[e * c_in * n..], n),
-                    (c_out, n, c_in),
-                    (false, 1.0),
-                    gemm::Parallelism::None,
-                );
-            }
-        });
-        transform_outputs(&m, &mut out, bias, &s, first, n, tiles_w);
-    }
+    let fill = |out: SharedMut| {
+        for first in (0..total).step_by(block) {
+            let n = block.min(total - first);
+            transform_inputs(x, &mut v, &s, first, n, tiles_w);
+            // The 36 products, one GEMM each, split over the threads.
+            let mp = SharedMut(m.as_mut_ptr());
+            let vr = &v;
+            (0..E).into_par_iter().for_each(|e| {
+                // SAFETY: U_e is [c_out, c_in], V_e [c_in, n] and M_e [c_out, n], contiguous and
+                // disjoint per e.
+                unsafe {
+                    gemm_f32(
+                        mp.at(e * c_out * n),
+                        n as isize,
+                        Strided::rows(&u[e * stride..], c_in),
+                        Strided::rows(&vr[e * c_in * n..], n),
+                        (c_out, n, c_in),
+                        (false, 1.0),
+                        gemm::Parallelism::None,
+                    );
+                }
+            });
+            // SAFETY: `out` holds the outputs (`fresh`'s length below).
+            unsafe { transform_outputs(&m, out, bias, &s, first, n, tiles_w) };
+        }
+    };
+    // SAFETY: the blocks of tiles cover every output pixel, and `transform_outputs` writes each
+    // pixel of its tiles without reading it.
+    let out = unsafe { super::fresh(s.batch * c_out * oh * ow, fill) };
     SCRATCH.set((u, v, m));
     out
 }
@@ -139,7 +144,7 @@ fn transform_inputs(
                     }
                     deinterleave(&plane[iy * s.width + from..][..count], lead, row, phase);
                 }
-                vectorised(|| {
+                vectorised!({
                     let r: [&[f32]; R] = std::array::from_fn(|i| &rows[i * row_len..][..row_len]);
                     let [t0, t1, t2, t3, t4, t5] = split_rows::<R>(t, row_len);
                     for c in 0..row_len {
@@ -161,7 +166,7 @@ fn transform_inputs(
                     let p: [&[f32]; M] = std::array::from_fn(|j| &ti[j * phase..][..phase]);
                     let (p0, p1, p2, p3) = (&p[0][..len], &p[1][..len], &p[2][..len], &p[3][..len]);
                     let (p4, p5) = (&p[0][1..], &p[1][1..]);
-                    vectorised(|| {
+                    vectorised!({
                         for k in 0..len {
                             let b = b_transpose([p0[k], p1[k], p2[k], p3[k], p4[k], p5[k]]);
                             (o0[k], o1[k], o2[k], o3[k], o4[k], o5[k]) =
@@ -188,7 +193,7 @@ fn deinterleave(src: &[f32], lead: usize, row: &mut [f32], phase: usize) {
     let (first, tiles) = ((lead + head) / M, body / M);
     let [p0, p1, p2, p3] = split_rows::<M>(row, phase).map(|p| &mut p[first..first + tiles]);
     let chunks = &src[head..head + body];
-    vectorised(|| {
+    vectorised!({
         for (k, c) in chunks.chunks_exact(M).enumerate() {
             (p0[k], p1[k], p2[k], p3[k]) = (c[0], c[1], c[2], c[3]);
         }
@@ -201,12 +206,16 @@ fn split_rows<const K: usize>(t: &mut [f32], row_len: usize) -> [&mut [f32]; K] 
     std::array::from_fn(|_| rows.next().expect("enough rows"))
 }
 
-/// `Aᵀ m A` onto the bias for tiles `first..first + n`, a row of tiles at a time: task `co`
+/// `Aᵀ m A` plus the bias for tiles `first..first + n`, a row of tiles at a time: task `co`
 /// writes channel `co` of every image. Both passes run over the products' tile index (contiguous
 /// in `m`); the 4 outputs of each tile row are interleaved only when written.
-fn transform_outputs(
+///
+/// # Safety
+/// `out` must hold the `[batch, c_out, out_height, out_width]` outputs; they need not be
+/// initialised (each is written, none read).
+unsafe fn transform_outputs(
     m: &[f32],
-    out: &mut [f32],
+    out: SharedMut,
     bias: Option<&[f32]>,
     s: &ConvShape,
     first: usize,
@@ -216,7 +225,7 @@ fn transform_outputs(
     let c_out = s.c_out;
     let (oh, ow) = (s.out_height(), s.out_width());
     let tiles = oh.div_ceil(M) * tiles_w;
-    let op = SharedMut(out.as_mut_ptr());
+    let op = out;
     (0..c_out).into_par_iter().for_each_init(
         || vec![0f32; (M * R + M + M) * tiles_w],
         |scratch, co| {
@@ -233,7 +242,7 @@ fn transform_outputs(
                     std::array::from_fn(|_| &mut col.next().expect("24 rows")[..len])
                 });
                 let [mut c0, mut c1, mut c2, mut c3] = columns;
-                vectorised(|| {
+                vectorised!({
                     for j in 0..R {
                         let p: [&[f32]; R] = std::array::from_fn(|i| product[i * R + j]);
                         let (d0, d1, d2, d3) = (&mut *c0[j], &mut *c1[j], &mut *c2[j], &mut *c3[j]);
@@ -251,7 +260,7 @@ fn transform_outputs(
                     }
                     // Horizontal pass: the 4 outputs of each tile in this row, then interleaved.
                     let [q0, q1, q2, q3] = split_rows::<M>(phases, tiles_w).map(|q| &mut q[..len]);
-                    vectorised(|| {
+                    vectorised!({
                         for k in 0..len {
                             let a = a_transpose(std::array::from_fn(|j| c[j][k]));
                             (q0[k], q1[k], q2[k], q3[k]) =
@@ -259,7 +268,7 @@ fn transform_outputs(
                         }
                     });
                     let row = &mut row[..M * len];
-                    vectorised(|| {
+                    vectorised!({
                         for (k, o) in row.chunks_exact_mut(M).enumerate() {
                             (o[0], o[1], o[2], o[3]) = (q0[k], q1[k], q2[k], q3[k]);
                         }
@@ -267,8 +276,7 @@ fn transform_outputs(
                     let index = ((seg.image * c_out + co) * oh + oy + r) * ow + ox;
                     // SAFETY: `cols` outputs of one row of channel `co`, inside `out`; only this
                     // task writes channel `co`.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(op.at(index), cols) };
-                    dst.copy_from_slice(&row[..cols]);
+                    unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), op.at(index), cols) };
                 }
             }
         },
@@ -369,7 +377,7 @@ fn transform_kernels(weight: &[f32], c_in: usize, c_out: usize, u: &mut [f32]) {
     assert_eq!(u.len(), E * stride, "transformed kernels size");
     let up = SharedMut(u.as_mut_ptr());
     (0..c_out).into_par_iter().for_each(|co| {
-        vectorised(|| {
+        vectorised!({
             for first in (0..c_in).step_by(LANES) {
                 let lanes = LANES.min(c_in - first);
                 // g[k][l]: element k of the kernel from input channel `first + l`.
