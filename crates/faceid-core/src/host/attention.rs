@@ -54,7 +54,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: Shape, scale: f32) -> V
     assert_eq!(k.len(), batch * keys * heads * dim, "key size");
     assert_eq!(v.len(), batch * keys * heads * value_dim, "value size");
     let (qk_stride, v_stride) = (heads * dim, heads * value_dim);
-    let fill = |out_ptr: SharedMut| {
+    let fill = |o: SharedMut| {
         let block_rows = if keys >= LONG_KEYS {
             QUERY_BLOCK
         } else {
@@ -75,7 +75,6 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: Shape, scale: f32) -> V
                 let q = &q[(b * queries + first) * qk_stride + h * dim..];
                 let k = &k[b * keys * qk_stride + h * dim..];
                 let v = &v[b * keys * v_stride + h * value_dim..];
-                let o = out_ptr;
                 // SAFETY: the query block is `rows` rows of `dim` columns `qk_stride` apart
                 // inside `q`; the keys (read transposed) `keys` rows of `dim` columns inside `k`;
                 // the scores are `rows × keys` contiguous.
@@ -130,7 +129,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: Shape, scale: f32) -> V
 
 /// Replaces every score `x` of a row by `exp(x - max)` and returns their sum.
 fn softmax_numerators(row: &mut [f32]) -> f32 {
-    super::math::vectorised!(softmax_numerators_portable(row),)
+    super::math::vectorised!(softmax_numerators_portable(row))
 }
 
 /// Lanes of the reductions: separate accumulators let the compiler vectorise them.

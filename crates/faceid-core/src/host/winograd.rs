@@ -225,7 +225,6 @@ unsafe fn transform_outputs(
     let c_out = s.c_out;
     let (oh, ow) = (s.out_height(), s.out_width());
     let tiles = oh.div_ceil(M) * tiles_w;
-    let op = out;
     (0..c_out).into_par_iter().for_each_init(
         || vec![0f32; (M * R + M + M) * tiles_w],
         |scratch, co| {
@@ -276,7 +275,7 @@ unsafe fn transform_outputs(
                     let index = ((seg.image * c_out + co) * oh + oy + r) * ow + ox;
                     // SAFETY: `cols` outputs of one row of channel `co`, inside `out`; only this
                     // task writes channel `co`.
-                    unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), op.at(index), cols) };
+                    unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), out.at(index), cols) };
                 }
             }
         },
