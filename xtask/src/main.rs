@@ -231,6 +231,12 @@ fn bench(args: &[String]) -> Result<(), String> {
         match arg.as_str() {
             "--rounds" => rounds = number("--rounds")?,
             "--runs" => runs = number("--runs")?,
+            other if other.starts_with('-') => {
+                return Err(format!(
+                    "unknown option {other}: usage: cargo xtask bench [--rounds N] [--runs N] \
+                     [WORKLOAD...]"
+                ));
+            }
             other => workloads.push(other.to_string()),
         }
     }
@@ -355,13 +361,17 @@ fn bench(args: &[String]) -> Result<(), String> {
                 rate(c),
             )
         };
-        table.push(format!(
+        let row = format!(
             "| {workload} | {n} | {a:.3} s | {b:.3} s | {c} | {:.2}x | {ratio} | {:.1} | {} / {} / {c_rate} | {mine_rss:.0} MiB | {theirs_rss:.0} MiB | {c_rss} |",
             a / b,
             flops / 1e9,
             rate(a),
             rate(b),
-        ));
+        );
+        // Each row as soon as its workload is measured, so a long run that is stopped keeps
+        // what it measured.
+        eprintln!("xtask: {row}");
+        table.push(row);
     }
     println!(
         "| workload | runs each | faceid (flex) median | PyTorch median | OpenVINO median | ours/PyTorch | ours/OpenVINO | GFLOP per call | GFLOP/s ours / PyTorch / OpenVINO | faceid peak RSS | PyTorch peak RSS | OpenVINO peak RSS |"
