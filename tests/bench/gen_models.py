@@ -4,6 +4,9 @@ pipeline workloads of `cargo xtask bench` (`tests/bench/torch_workload.py` and
 
     .venv/bin/python tests/bench/gen_models.py OUT_DIR
 
+With FACEID_GEN_THREADS PyTorch uses that many threads instead of 2 (the GPU run sets the
+machine's CPU count: the detector's calibration may then round differently).
+
 Writes under OUT_DIR (4.55 GB, byte-identical from run to run with the pinned stack):
 
 - `sd15/`: a diffusers Stable Diffusion 1.5 folder, float32 safetensors, laid out like
@@ -386,7 +389,7 @@ def main() -> None:
     if len(sys.argv) != 2:
         raise SystemExit("usage: gen_models.py OUT_DIR")
     out = pathlib.Path(sys.argv[1]).resolve()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(int(os.environ.get("FACEID_GEN_THREADS", min(2, os.cpu_count() or 1))))
     start = time.perf_counter()
     write_sd15(out)
     write_once(out / ADAPTER_FILE, save_adapter)

@@ -9,7 +9,13 @@ second, and the GPU memory the process held at its peak, sampled every 0.1 s wit
 the rise of the GPU's used memory over its level before the process started (CUDA context and
 allocator caches included; PyTorch's own `max_memory_allocated` is shown beside it). Reduced
 mode (any Vulkan device, e.g. Mesa's lavapipe): the text encoder alone, 2 runs, transformers on the
-CPU in f32, no GPU memory. Writes OUT_DIR/runs.jsonl and OUT_DIR/table.md and prints the table.
+CPU in f32, no GPU memory. Writes OUT_DIR/runs.jsonl and OUT_DIR/table.md and prints the table,
+each row as soon as its workload is measured.
+
+FACEID_GPU_DEADLINE (seconds since the epoch) bounds the whole table: each side runs with what is
+left as its timeout and is shown as `timeout` if it runs out; a workload that would start with
+less than MIN_START_S left is shown as `skipped`; a side that exits with an error, as `failed`
+(its error output is printed). A time-limited call so still prints every row it measured.
 """
 
 import json
@@ -28,6 +34,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 FULL = [("unet-64", 1, 10), ("loop-50", 50, 3), ("vae-decode-64", 0, 5), ("faceid-pipeline-20", 20, 3)]
 # Full-size UNets and VAEs take many minutes on a software Vulkan device: the text encoder alone.
 REDUCED = [("text-encode", 0, 2)]
+# A workload is not started with less time than this left (two processes load full-size models).
+MIN_START_S = 40.0
 
 
 def gpu_used_mib():
@@ -43,8 +51,9 @@ def gpu_used_mib():
         return None
 
 
-def measure(command, env):
-    """Runs one side; its JSON line, with `gpu_mib` (peak rise of used GPU memory) added."""
+def measure(command, env, timeout):
+    """Runs one side; its JSON line, with `gpu_mib` (peak rise of used GPU memory) added, or
+    "timeout" if it did not finish within `timeout` seconds, or "failed"."""
     base = gpu_used_mib()
     peak = [base]
     done = threading.Event()
@@ -58,62 +67,95 @@ def measure(command, env):
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     start = time.perf_counter()
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as stopped:
+        sys.stderr.write((stopped.stderr or b"")[-4000:].decode(errors="replace"))
+        print(f"{' '.join(map(str, command))}: no result within {timeout:.0f} s", file=sys.stderr, flush=True)
+        return "timeout"
+    finally:
+        done.set()
+        sampler.join()
     wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
     sys.stderr.write(result.stderr[-4000:])
     if result.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, command))} failed with {result.returncode}")
+        print(f"{' '.join(map(str, command))} failed with {result.returncode}", file=sys.stderr, flush=True)
+        return "failed"
     line = json.loads(result.stdout.strip().splitlines()[-1])
     line["gpu_mib"] = None if base is None else peak[0] - base
     line["wall_s"] = wall
     return line
 
 
+def mib(value):
+    return "-" if value is None else f"{value:.0f}"
+
+
+def rate(steps, seconds):
+    return f"{steps / seconds:.2f}" if steps else "-"
+
+
+def row(workload, steps, mine, theirs):
+    """One line of the table; a side without a result reads `timeout`, `failed` or `skipped`."""
+    if isinstance(mine, str) or isinstance(theirs, str):
+        cells = []
+        for side in (mine, theirs):
+            if isinstance(side, str):
+                cells.append(f"{side} | -")
+            else:
+                t = statistics.median(side["times"])
+                cells.append(f"{t:.3f} s | {rate(steps, t)}")
+        return f"| {workload} | {steps or '-'} | {cells[0]} | {cells[1]} | - | - | - | - |"
+    a, b = statistics.median(mine["times"]), statistics.median(theirs["times"])
+    return (
+        f"| {workload} | {steps or '-'} | {a:.3f} s | {rate(steps, a)} | {b:.3f} s | {rate(steps, b)} "
+        f"| {a / b:.2f}x | {mib(mine['gpu_mib'])} | {mib(theirs['gpu_mib'])} | {mib(theirs.get('gpu_peak_mib'))} |"
+    )
+
+
 def main():
     mode, ours, python, out = sys.argv[1], sys.argv[2], sys.argv[3], pathlib.Path(sys.argv[4])
     out.mkdir(parents=True, exist_ok=True)
+    deadline = float(os.environ.get("FACEID_GPU_DEADLINE", "inf"))
     workloads = FULL if mode == "full" else REDUCED
     theirs_device, theirs_precision = ("cuda", "f16") if mode == "full" else ("cpu", "f32")
     threads = str(os.cpu_count())
-    rows = []
-    with open(out / "runs.jsonl", "w") as runs_file:
-        for workload, steps, runs in workloads:
-            print(f"== {workload}: {runs} run(s) each side", flush=True)
-            env = dict(os.environ, FACEID_BENCH_DEVICE="wgpu", FACEID_BENCH_PRECISION="f16")
-            mine = measure([ours, workload, str(runs)], env)
-            env = dict(os.environ, FACEID_BENCH_DEVICE=theirs_device, FACEID_BENCH_PRECISION=theirs_precision)
-            script = ROOT / "tests" / "bench" / "torch_workload.py"
-            theirs = measure([python, str(script), workload, str(runs), threads], env)
-            for line in (mine, theirs):
-                runs_file.write(json.dumps(line) + "\n")
-            rows.append((workload, steps, mine, theirs))
-
-    def mib(value):
-        return "-" if value is None else f"{value:.0f}"
-
-    def rate(steps, seconds):
-        return f"{steps / seconds:.2f}" if steps else "-"
-
     theirs_name = "diffusers (CUDA, f16)" if mode == "full" else "diffusers (CPU, f32)"
     lines = [
         f"| workload | steps per call | ours (wgpu, f16) median | ours it/s | {theirs_name} median | diffusers it/s "
         "| ours/diffusers time | ours GPU MiB | diffusers GPU MiB | diffusers allocator peak MiB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for workload, steps, mine, theirs in rows:
-        a, b = statistics.median(mine["times"]), statistics.median(theirs["times"])
-        lines.append(
-            f"| {workload} | {steps or '-'} | {a:.3f} s | {rate(steps, a)} | {b:.3f} s | {rate(steps, b)} "
-            f"| {a / b:.2f}x | {mib(mine['gpu_mib'])} | {mib(theirs['gpu_mib'])} | {mib(theirs.get('gpu_peak_mib'))} |"
-        )
-    device = rows[0][2].get("device", "?") if rows else "?"
+    print("\n".join(lines), flush=True)
+    device, torch_version = "?", "?"
+    with open(out / "runs.jsonl", "w") as runs_file:
+        for workload, steps, runs in workloads:
+            if deadline - time.time() < MIN_START_S:
+                mine = theirs = "skipped"
+            else:
+                print(f"== {workload}: {runs} run(s) each side", file=sys.stderr, flush=True)
+                env = dict(os.environ, FACEID_BENCH_DEVICE="wgpu", FACEID_BENCH_PRECISION="f16")
+                mine = measure([ours, workload, str(runs)], env, deadline - time.time())
+                env = dict(os.environ, FACEID_BENCH_DEVICE=theirs_device, FACEID_BENCH_PRECISION=theirs_precision)
+                script = ROOT / "tests" / "bench" / "torch_workload.py"
+                left = deadline - time.time()
+                theirs = measure([python, str(script), workload, str(runs), threads], env, left) if left > 0 else "timeout"
+                for line in (mine, theirs):
+                    if isinstance(line, dict):
+                        runs_file.write(json.dumps(line) + "\n")
+                        runs_file.flush()
+                device = mine.get("device", device) if isinstance(mine, dict) else device
+                torch_version = theirs.get("torch", torch_version) if isinstance(theirs, dict) else torch_version
+            lines.append(row(workload, steps, mine, theirs))
+            print(lines[-1], flush=True)
+            (out / "table.md").write_text("\n".join(lines) + "\n")
     lines.append("")
-    lines.append(f"ours on {device}; torch {rows[0][3].get('torch', '?') if rows else '?'}; mode {mode}")
-    table = "\n".join(lines)
-    (out / "table.md").write_text(table + "\n")
-    print(table)
+    lines.append(f"ours on {device}; torch {torch_version}; mode {mode}")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[-2:]))
+    missing = [l.split(" | ")[0].strip("| ") for l in lines[2:-2] if "| - | - | - | - |" in l]
+    if missing:
+        raise SystemExit(f"no figure for {', '.join(missing)}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ pub struct ServeArgs {
     /// 429.
     #[arg(long, env = "FACEID_QUEUE_CAPACITY", default_value_t = 64)]
     queue_capacity: usize,
-    /// Generations running at once on the device.
+    /// Generations under way at once (on a GPU they take turns on the device; raise
+    /// --max-batch there).
     #[arg(long, env = "FACEID_CONCURRENCY", default_value_t = 1)]
     concurrency: usize,
     /// Most queued requests of the same shape (model, size, steps, guidance) run as one batch;

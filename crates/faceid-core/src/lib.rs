@@ -5,7 +5,8 @@
 //! - [`nn`]: the few layers every model is made of (linear, conv, group/layer norm), loaded from
 //!   checkpoint names; [`attention`]: multi-head attention over their projections.
 //! - [`config`]: reading the `config.json` files that drive every model's architecture.
-//! - [`device`]: choosing the burn backend at run time; [`precision`]: f32 or f16 models.
+//! - [`device`]: choosing the burn backend at run time; [`device_lock`]: one caller at a time on
+//!   a GPU device; [`precision`]: f32 or f16 models.
 //! - `host` (with `flex`): CPU kernels for the convolutions, norms, activations and attention
 //!   the denoising loop spends its time on, working in place on flex's memory.
 //! - [`rng`]: Gaussian noise identical to `torch.randn` with a seeded CPU `torch.Generator`.
@@ -16,6 +17,7 @@ pub mod attention;
 mod component;
 pub mod config;
 pub mod device;
+pub mod device_lock;
 #[cfg(feature = "flex")]
 pub mod host;
 pub mod memory;

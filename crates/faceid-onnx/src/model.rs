@@ -475,8 +475,13 @@ impl OnnxModel {
     }
 
     /// Runs the graph on the inputs (in the order of [`OnnxModel::inputs`]) and returns the
-    /// outputs in the order of [`OnnxModel::outputs`].
+    /// outputs in the order of [`OnnxModel::outputs`]. On a GPU, one run at a time per device
+    /// (see [`faceid_core::device_lock`]).
     pub fn run(&self, inputs: Vec<OnnxTensor>) -> Result<Vec<OnnxTensor>, OnnxError> {
+        faceid_core::device_lock::exclusive(&self.device, || self.run_graph(inputs))
+    }
+
+    fn run_graph(&self, inputs: Vec<OnnxTensor>) -> Result<Vec<OnnxTensor>, OnnxError> {
         if inputs.len() != self.inputs.len() {
             return Err(OnnxError::InputCount {
                 expected: self.inputs.len(),

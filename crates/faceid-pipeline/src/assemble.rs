@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use faceid_core::{ComponentMemory, Device, Precision};
+use faceid_core::{ComponentMemory, Device, Precision, device_lock};
 use faceid_face::{DetectorModel, FaceAnalyzer, RecognizerModel};
 use faceid_hub::ModelFiles;
 use faceid_ipadapter::{AdapterOptions, PlusOptions};
@@ -114,8 +114,19 @@ pub fn load_image_encoder(
 }
 
 /// The face stage: detector and recognizer from `files`, and for FaceID Plus the image
-/// encoder (`shared` when the caller already holds one for the same folder).
+/// encoder (`shared` when the caller already holds one for the same folder). Loading on a GPU
+/// waits for the device like any other work on it (see [`faceid_core::device_lock`]).
 pub fn load_face_encoder(
+    files: &ModelFiles,
+    options: &GeneratorOptions,
+    shared: Option<Arc<ClipImageEncoder>>,
+) -> Result<FaceEncoder, PipelineError> {
+    device_lock::exclusive(&options.device, || {
+        build_face_encoder(files, options, shared)
+    })
+}
+
+fn build_face_encoder(
     files: &ModelFiles,
     options: &GeneratorOptions,
     shared: Option<Arc<ClipImageEncoder>>,
@@ -146,7 +157,18 @@ pub fn load_face_encoder(
 
 /// The diffusion stage: the base model (and VAE) of `files`, with the FaceID adapter installed
 /// when `files` has one. FaceID Plus takes the `image_encoder` its faces are encoded with.
+/// Loading on a GPU waits for the device like any other work on it.
 pub fn load_diffusion(
+    files: &ModelFiles,
+    options: &GeneratorOptions,
+    image_encoder: Option<&ClipImageEncoder>,
+) -> Result<StableDiffusion, PipelineError> {
+    device_lock::exclusive(&options.device, || {
+        build_diffusion(files, options, image_encoder)
+    })
+}
+
+fn build_diffusion(
     files: &ModelFiles,
     options: &GeneratorOptions,
     image_encoder: Option<&ClipImageEncoder>,

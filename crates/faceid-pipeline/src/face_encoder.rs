@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use burn::tensor::Tensor;
 use faceid_clip::{ClipImageProcessor, ClipVisionModel};
-use faceid_core::{ComponentMemory, Device, HostTensor, Precision};
+use faceid_core::{ComponentMemory, Device, HostTensor, Precision, device_lock};
 use faceid_face::{
     AverageMode, DetectOptions, FaceAnalyzer, FaceError, FaceImage, Identity, IdentityBuilder,
 };
@@ -177,10 +177,12 @@ impl FaceEncoder {
                 FaceCrop::Rgb => crop.clone(),
             })
             .collect();
-        let features = encoder.mean_features(&crops)?;
+        let features = device_lock::exclusive(&encoder.device, || {
+            encoder.mean_features(&crops).map(to_host)
+        })?;
         Ok(FaceConditioning {
             id_embedding,
-            clip_embeds: Some(to_host(features)),
+            clip_embeds: Some(features),
         })
     }
 

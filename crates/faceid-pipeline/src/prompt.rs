@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::tensor::Tensor;
 use faceid_clip::{ClipTextModel, ClipTokenizer};
-use faceid_core::{ComponentMemory, Device, Precision};
+use faceid_core::{ComponentMemory, Device, Precision, device_lock};
 
 use crate::error::PipelineError;
 
@@ -87,8 +87,21 @@ impl PromptEncoder {
     }
 
     /// Encodes a prompt; text beyond the encoders' 77 tokens is cut off (with a warning), as
-    /// the reference does.
+    /// the reference does. On a GPU, one encoding at a time per device (see
+    /// [`faceid_core::device_lock`]).
     pub fn encode(&self, prompt: &str) -> Result<PromptEmbeds, PipelineError> {
+        device_lock::exclusive(&self.device(), || self.encode_text(prompt))
+    }
+
+    /// The device the text encoders run on.
+    pub fn device(&self) -> Device {
+        match self {
+            Self::Single { text_encoder, .. } => text_encoder.device(),
+            Self::Dual { text_encoders, .. } => text_encoders[0].device(),
+        }
+    }
+
+    fn encode_text(&self, prompt: &str) -> Result<PromptEmbeds, PipelineError> {
         match self {
             Self::Single {
                 tokenizer,

@@ -11,7 +11,7 @@ mod load;
 use std::ops::ControlFlow;
 
 use burn::tensor::Tensor;
-use faceid_core::{ComponentMemory, Device, Precision, TorchGenerator};
+use faceid_core::{ComponentMemory, Device, Precision, TorchGenerator, device_lock};
 use faceid_ipadapter::{FaceIdAdapter, PlusOptions, ProjectionInput};
 use faceid_scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
 use faceid_unet::{Conditioning, TextTime, UNet2DConditionModel};
@@ -137,8 +137,17 @@ impl StableDiffusion {
     /// Runs several requests of the same shape (see [`Self::same_shape`]) as one batch, the way
     /// diffusers runs a list of prompts with one generator per request; each request gets the
     /// images it would get alone. Schedulers that draw noise during the loop (Euler ancestral,
-    /// DDIM with eta > 0) take one request at a time.
+    /// DDIM with eta > 0) take one request at a time. On a GPU, one generation at a time per
+    /// device (see [`faceid_core::device_lock`]): a larger batch is how a GPU takes more work.
     pub fn generate_batch(
+        &self,
+        requests: &[GenerateRequest],
+        progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<Vec<Generated>, PipelineError> {
+        device_lock::exclusive(&self.device, || self.run_batch(requests, progress))
+    }
+
+    fn run_batch(
         &self,
         requests: &[GenerateRequest],
         progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+mod concurrent;
 mod faceid_parity;
 mod half_precision;
 mod images;
