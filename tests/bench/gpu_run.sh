@@ -143,7 +143,10 @@ else
     echo "faceid generate: skipped, $(left) s left"
 fi
 
-[[ -f $out/autotune.log ]] && echo "autotune: $(wc -l <"$out/autotune.log") decisions in $out/autotune.log"
+if [[ -f $out/autotune.log ]]; then
+    echo "autotune.log: $(grep -c '^Fastest result' "$out/autotune.log") decisions; the kernels picked most:"
+    grep -o '^Fastest result [A-Za-z0-9_]*' "$out/autotune.log" | cut -d' ' -f3 | sort | uniq -c | sort -rn | head -12
+fi
 step "done: parity exit $parity, table exit $table, generate exit $generate"
 [[ -f $out/table.md ]] && cat "$out/table.md"
 [[ $parity == 0 && $generate == 0 && $table == 0 ]]
