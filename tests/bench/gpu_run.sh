@@ -38,9 +38,10 @@ left() { echo $((deadline - $(date +%s))); }
 step "mode $mode, $(nproc) CPUs"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 
-# The Vulkan loader, when the machine has none (the README of the device machines).
+# The Vulkan loader and the GL dispatch libraries NVIDIA's Vulkan driver links against, when the
+# machine has no loader.
 if [[ $(ldconfig -p) != *libvulkan.so.1* ]]; then
-    step "unpacking the Vulkan loader"
+    step "unpacking the Vulkan loader and GL dispatch libraries"
     for f in "$pack"/gl/*.deb; do dpkg -x "$f" /; done
     ldconfig
 fi

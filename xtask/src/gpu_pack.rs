@@ -1,4 +1,4 @@
-//! `cargo xtask gpu-pack [--out DIR] [--profile P] [--check]`: everything a GPU machine without a Rust
+//! `cargo xtask gpu-pack [--out DIR] [--profile P] [--wgsl] [--check]`: everything a GPU machine without a Rust
 //! toolchain or internet needs to print the GPU table in one call, built here, in one folder that
 //! needs nothing else from this repository.
 //!
@@ -6,10 +6,14 @@
 //! - `payload.tar.xz`: one solid xz stream (the three binaries share most of their code) of
 //!   - `bin/faceid`, `bin/bench_workload`, `bin/parity`: the `faceid` binary, the bench example and
 //!     the test binary of `faceid-pipeline` (the parity tests on every device of the build), all
-//!     built with `wgpu` in one compilation (profile `release`, or `--profile dev`: the build of
-//!     the README's test command, also at opt-level 3), stripped;
+//!     built with `vulkan` (wgpu compiling to SPIR-V on Vulkan adapters, where cooperative
+//!     matrices reach the tensor cores) in one compilation (profile `release`, or `--profile
+//!     dev`, also at opt-level 3), stripped; `--wgsl` builds them with `wgpu` alone (WGSL shaders),
+//!     for a Vulkan driver that cannot take cubecl's SPIR-V (Debian 12's lavapipe crashes
+//!     compiling it);
 //!   - [`PAYLOAD`]: the scripts, configs and fixtures the run reads, at their paths here;
-//! - `gl/`: the Debian package of the Vulkan loader (`libvulkan1`, amd64);
+//! - `gl/`: the Debian packages of the Vulkan loader (`libvulkan1`) and of the GL dispatch
+//!   libraries NVIDIA's Vulkan driver links against (`libglvnd0`, `libglx0`, `libegl1`, ...), amd64;
 //! - `wheels/`: diffusers and what insightface's `FaceAnalysis` imports, for CPython 3.12 on
 //!   manylinux x86-64, at the versions of `.venv` (the pinned reference stack), and insightface's
 //!   source archive (built there; it has no wheel);
@@ -17,7 +21,7 @@
 //!   the table.
 //!
 //! `--check` then runs `run.sh --reduced` here from an empty folder, on whatever Vulkan device
-//! this machine has (Mesa's lavapipe on a CPU machine), with `.venv`'s Python and
+//! this machine has (Mesa's lavapipe on a CPU machine, with `--wgsl`), with `.venv`'s Python and
 //! `target/bench-models`.
 
 use std::path::{Path, PathBuf};
@@ -45,6 +49,17 @@ const PAYLOAD: [&str; 10] = [
     "tests/data/faces/astronaut.png",
 ];
 
+/// The Vulkan loader and what NVIDIA's Vulkan driver (`libGLX_nvidia`) loads beside it.
+const GL_PACKAGES: [&str; 7] = [
+    "libvulkan1",
+    "libglvnd0",
+    "libglx0",
+    "libgl1",
+    "libegl1",
+    "libgles2",
+    "libopengl0",
+];
+
 /// The distributions `FaceAnalysis` and the FaceID workload import that a CUDA PyTorch image
 /// may lack; their versions come from `.venv`.
 const WHEELS: [&str; 12] = [
@@ -65,12 +80,14 @@ const WHEELS: [&str; 12] = [
 pub fn gpu_pack(args: &[String]) -> Result<(), String> {
     let mut out = root().join("target/gpu-pack");
     let mut check = false;
+    let mut features = "faceid-core/vulkan";
     let mut profile = "release".to_string();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--out" => out = PathBuf::from(rest.next().ok_or("--out needs a folder")?),
             "--check" => check = true,
+            "--wgsl" => features = "faceid-core/wgpu",
             "--profile" => profile = rest.next().ok_or("--profile needs a name")?.clone(),
             other => return Err(format!("gpu-pack: unknown argument '{other}'")),
         }
@@ -88,7 +105,7 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(staging.join("bin"))
         .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
-    for (name, binary) in build(&profile)? {
+    for (name, binary) in build(&profile, features)? {
         let stripped = staging.join("bin").join(&name);
         std::fs::copy(&binary, &stripped)
             .map_err(|e| format!("cannot copy {}: {e}", binary.display()))?;
@@ -151,9 +168,9 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the three binaries with `wgpu` in `profile`, with the features of the README's test
-/// command so that one compilation serves all three; their names in the pack and paths.
-fn build(profile: &str) -> Result<Vec<(String, PathBuf)>, String> {
+/// Builds the three binaries with `features` in `profile`, the same for all three so that one
+/// compilation serves them; their names in the pack and paths.
+fn build(profile: &str, features: &str) -> Result<Vec<(String, PathBuf)>, String> {
     let cargo = |verb: &str| {
         let mut command = Command::new(env!("CARGO"));
         command.current_dir(root()).args([
@@ -162,7 +179,7 @@ fn build(profile: &str) -> Result<Vec<(String, PathBuf)>, String> {
             profile,
             "--workspace",
             "--features",
-            "faceid-core/wgpu",
+            features,
         ]);
         command
     };
@@ -200,7 +217,8 @@ fn build(profile: &str) -> Result<Vec<(String, PathBuf)>, String> {
     ])
 }
 
-/// `libvulkan1` for amd64 from Debian, as the device machine's README fetches it.
+/// [`GL_PACKAGES`] for amd64 from Debian: without the GL dispatch libraries NVIDIA's Vulkan
+/// driver does not load, and wgpu finds no adapter.
 fn loader(dir: &Path) -> Result<(), String> {
     let lists = std::env::temp_dir().join("faceid-gpu-pack-apt");
     std::fs::create_dir_all(lists.join("partial")).map_err(|e| e.to_string())?;
@@ -214,7 +232,8 @@ fn loader(dir: &Path) -> Result<(), String> {
         .args(["-qq", "update"]))?;
     run(Command::new("apt-get")
         .args(&options)
-        .args(["-qq", "download", "libvulkan1"])
+        .args(["-qq", "download"])
+        .args(GL_PACKAGES)
         .current_dir(dir))
 }
 

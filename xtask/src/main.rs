@@ -16,9 +16,9 @@
 //!   JavaScript clients (`tests/clients/run.sh`).
 //! - `loadtest [--redis] [CLIENTS REQUESTS QUEUE]`: the bounded load test of the server on
 //!   loopback; `--redis`: of the shared queue (two API nodes, one then two workers).
-//! - `gpu-pack [--out DIR] [--profile P] [--check]`: builds here what the GPU table needs on a machine without
-//!   Rust or internet, in one folder of at most 64 MiB (`gpu_pack.rs`); `--check` runs it here in
-//!   its reduced mode.
+//! - `gpu-pack [--out DIR] [--profile P] [--wgsl] [--check]`: builds here what the GPU table
+//!   needs on a machine without Rust or internet, in one folder of at most 64 MiB
+//!   (`gpu_pack.rs`); `--check` runs it here in its reduced mode.
 //! - `ci`: runs exactly what continuous integration runs (`.ci/run`).
 
 mod gpu_pack;
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
              | cargo xtask fetch [--model-type T|all] [--base-repo R] [--no-face] \
              | cargo xtask bench [--rounds K] [--runs R] [WORKLOAD ...] \
              | cargo xtask clients | cargo xtask loadtest [--redis] [CLIENTS REQUESTS QUEUE] \
-             | cargo xtask gpu-pack [--out DIR] [--profile P] [--check] | cargo xtask ci"
+             | cargo xtask gpu-pack [--out DIR] [--profile P] [--wgsl] [--check] | cargo xtask ci"
                 .into(),
         ),
     };
