@@ -78,10 +78,10 @@ models=${FACEID_BENCH_MODELS:-$work/models}
         step "installing the carried wheels"
         pip=("$python" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir
             --target "$work/site")
-        "${pip[@]}" "$pack"/wheels/*.whl || exit 1
+        "${pip[@]}" "$root"/wheels/*.whl || exit 1
         # insightface comes as source (it has no wheel): only the FaceID pipeline's reference
         # side needs it, so the other rows go on without it.
-        "${pip[@]}" "$pack"/wheels/insightface-*.tar.gz || echo "insightface did not build"
+        "${pip[@]}" "$root"/wheels/insightface-*.tar.gz || echo "insightface did not build"
     fi
     if [[ ! -f $models/sd15/model_index.json ]]; then
         step "writing the full-size random models to $models"

@@ -12,11 +12,12 @@
 //!     for a Vulkan driver that cannot take cubecl's SPIR-V (Debian 12's lavapipe crashes
 //!     compiling it);
 //!   - [`PAYLOAD`]: the scripts, configs and fixtures the run reads, at their paths here;
+//!   - `wheels/`: diffusers and what insightface's `FaceAnalysis` imports, for CPython 3.12 on
+//!     manylinux x86-64, at the versions of `.venv` (the pinned reference stack), rewritten
+//!     without zip compression so that xz compresses them with the rest (half the size), and
+//!     insightface's source archive (built there; it has no wheel);
 //! - `gl/`: the Debian packages of the Vulkan loader (`libvulkan1`) and of the GL dispatch
 //!   libraries NVIDIA's Vulkan driver links against (`libglvnd0`, `libglx0`, `libegl1`, ...), amd64;
-//! - `wheels/`: diffusers and what insightface's `FaceAnalysis` imports, for CPython 3.12 on
-//!   manylinux x86-64, at the versions of `.venv` (the pinned reference stack), and insightface's
-//!   source archive (built there; it has no wheel);
 //! - `run.sh`: `tests/bench/gpu_run.sh`, which unpacks the payload, runs the parity checks and
 //!   the table.
 //!
@@ -97,10 +98,8 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
         std::fs::remove_dir_all(&out)
             .map_err(|e| format!("cannot empty {}: {e}", out.display()))?;
     }
-    for dir in ["gl", "wheels"] {
-        std::fs::create_dir_all(out.join(dir))
-            .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    }
+    std::fs::create_dir_all(out.join("gl"))
+        .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let staging = root().join("target/gpu-pack-staging");
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(staging.join("bin"))
@@ -111,6 +110,7 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
             .map_err(|e| format!("cannot copy {}: {e}", binary.display()))?;
         run(Command::new("strip").arg(&stripped))?;
     }
+    wheels(&python, &staging.join("wheels"))?;
     eprintln!(
         "xtask: compressing the binaries and {} paths into payload.tar.xz",
         PAYLOAD.len()
@@ -126,7 +126,7 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
     run(Command::new("tar")
         .args(["-c", "-f", "-", "-C"])
         .arg(&staging)
-        .arg("bin")
+        .args(["bin", "wheels"])
         .arg("-C")
         .arg(root())
         .args(PAYLOAD)
@@ -136,7 +136,6 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
     }
     std::fs::remove_dir_all(&staging).map_err(|e| e.to_string())?;
     loader(&out.join("gl"))?;
-    wheels(&python, &out.join("wheels"))?;
     std::fs::copy(root().join("tests/bench/gpu_run.sh"), out.join("run.sh"))
         .map_err(|e| format!("cannot copy the script: {e}"))?;
 
@@ -237,8 +236,10 @@ fn loader(dir: &Path) -> Result<(), String> {
         .current_dir(dir))
 }
 
-/// The wheels of [`WHEELS`] at `.venv`'s versions, and insightface's source archive.
+/// The wheels of [`WHEELS`] at `.venv`'s versions, stored without compression, and
+/// insightface's source archive.
 fn wheels(python: &Path, dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let freeze = Command::new(python)
         .args(["-m", "pip", "freeze"])
         .output()
@@ -278,6 +279,8 @@ fn wheels(python: &Path, dir: &Path) -> Result<(), String> {
         command.args(["--platform", platform]);
     }
     run(command.arg("-d").arg(dir).args(&pinned))?;
+    // A wheel is a zip: stored rather than deflated, its files compress with the whole payload.
+    run(Command::new(python).arg("-c").arg(RESTORE_WHEELS).arg(dir))?;
 
     // insightface publishes only a source archive: taken from the index with its digest.
     let v = version("insightface").ok_or("insightface is not installed in .venv")?;
@@ -306,6 +309,19 @@ fn wheels(python: &Path, dir: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Rewrites every `*.whl` of the folder given as argument with its members stored.
+const RESTORE_WHEELS: &str = "
+import pathlib, sys, zipfile
+for wheel in pathlib.Path(sys.argv[1]).glob('*.whl'):
+    stored = wheel.with_suffix('.stored')
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(stored, 'w', zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            info.compress_type = zipfile.ZIP_STORED
+            dst.writestr(info, data)
+    stored.replace(wheel)
+";
 
 fn folder_size(dir: &Path) -> Result<u64, String> {
     let mut total = 0;
