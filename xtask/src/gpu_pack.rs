@@ -9,8 +9,8 @@
 //!     built with `vulkan` (wgpu compiling to SPIR-V on Vulkan adapters, where cooperative
 //!     matrices reach the tensor cores) in one compilation (profile `release`, or `--profile
 //!     dev`, also at opt-level 3), stripped; `--wgsl` builds them with `wgpu` alone (WGSL shaders),
-//!     for a Vulkan driver that cannot take cubecl's SPIR-V (Debian 12's lavapipe crashes
-//!     compiling it);
+//!     for a Vulkan driver without `VK_KHR_workgroup_memory_explicit_layout` (Mesa's lavapipe),
+//!     for which cubecl 0.11.3 writes invalid SPIR-V;
 //!   - [`PAYLOAD`]: the scripts, configs and fixtures the run reads, at their paths here;
 //!   - `wheels/`: diffusers and what insightface's `FaceAnalysis` imports, for CPython 3.12 on
 //!     manylinux x86-64, at the versions of `.venv` (the pinned reference stack), rewritten

@@ -20,6 +20,7 @@ pub mod device;
 pub mod device_lock;
 #[cfg(feature = "flex")]
 pub mod host;
+pub mod im2col;
 pub mod memory;
 pub mod nn;
 pub mod precision;

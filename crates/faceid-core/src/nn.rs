@@ -9,6 +9,7 @@ use burn::tensor::module::{conv2d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, FloatDType, Tensor};
 
+use crate::im2col;
 use crate::weights::{Scope, WeightError};
 
 /// `torch.nn.Linear`.
@@ -141,6 +142,20 @@ impl Conv2d {
         #[cfg(feature = "flex")]
         if let Some(out) = self.forward_on_host(&x) {
             return out;
+        }
+        let kernel = self.weight.dims()[2];
+        if kernel > 1 && crate::device_lock::is_gpu(&x.device()) {
+            let window = im2col::Window {
+                stride: self.stride,
+                padding: self.padding,
+            };
+            return im2col::conv2d(
+                x,
+                self.weight.val(),
+                self.bias.as_ref().map(Param::val),
+                window,
+                im2col::UNFOLD_BUDGET,
+            );
         }
         let [top, bottom, left, right] = self.padding;
         let options = ConvOptions {

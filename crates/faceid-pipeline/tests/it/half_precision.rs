@@ -1,15 +1,16 @@
 //! The f16 path against diffusers' and transformers' own f16 results (`tests/data/fp16`, the
 //! tiny models run with `module.half()`), on every device of the build that computes in f16.
 //!
-//! Two f16 implementations round differently, so each output is held to two bounds: close to
-//! the reference's f16 output, and no further from the f32 reference than the reference's own
-//! f16 output is, plus the same margin.
+//! Two f16 implementations round differently, so each output is held to two bounds: within
+//! `HALF_MARGIN` of the reference's f16 output, and no further from the f32 reference than the
+//! reference's own f16 output is, plus `EXTRA_ERROR`.
 //!
-//! The margins: matrix products accumulate in f32 on every backend (as PyTorch's do), but
-//! burn's direct convolution accumulates f16 in f16, and autotune picks it where the device has
-//! no matrix cores (Mesa's software Vulkan here). That costs the UNet up to ~1e-2 on outputs of
-//! magnitude 1 (diffusers' own f16 error: 2e-3), so UNet outputs get `UNET_MARGIN`; outputs
-//! without convolutions (text encoder, projection) get `MARGIN`.
+//! The bounds hold because every sum runs in f32, as PyTorch's do: matrix products accumulate in
+//! f32 on every backend, the GPU backends run convolutions as matrix products
+//! (`faceid_core::im2col`) and attention in f32 (`faceid_core::attention::materialized`). burn's
+//! direct convolution, which autotune picks where the device has no matrix cores, accumulates
+//! f16 in f16 and put the UNet 4 to 5 times further from f32 than diffusers' f16 (9e-3 against
+//! 2e-3 on Mesa's software Vulkan); these bounds would fail on it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -53,18 +54,18 @@ impl References {
         }
     }
 
-    /// Checks an f16 output: within `tolerance` of the reference's f16 output, and no further
-    /// from the f32 reference than the reference's f16 output is, plus `tolerance`.
-    fn check<const D: usize>(&self, name: &str, actual: Tensor<D>, tolerance: f32) -> String {
+    /// Checks an f16 output: within [`HALF_MARGIN`] of the reference's f16 output, and no
+    /// further from the f32 reference than the reference's f16 output is, plus [`EXTRA_ERROR`].
+    fn check<const D: usize>(&self, name: &str, actual: Tensor<D>) -> String {
         let vs_half = max_abs_diff(actual.clone(), &self.half[name]);
         let vs_full = max_abs_diff(actual, self.full(name));
         let theirs = self.errors[name]["max_abs_err_vs_f32"].as_f64().unwrap() as f32;
         assert!(
-            vs_half <= tolerance,
+            vs_half <= HALF_MARGIN,
             "{name}: {vs_half} from the reference's f16 output"
         );
         assert!(
-            vs_full <= theirs + tolerance,
+            vs_full <= theirs + EXTRA_ERROR,
             "{name}: {vs_full} from the f32 reference, the reference's f16 output is {theirs} away"
         );
         format!(
@@ -73,10 +74,10 @@ impl References {
     }
 }
 
-/// Margin for outputs computed without convolutions.
-const MARGIN: f32 = 5e-3;
-/// Margin for UNet outputs (see the module documentation).
-const UNET_MARGIN: f32 = 1.5e-2;
+/// How far an f16 output may be from the reference's f16 output (outputs of magnitude ~1).
+const HALF_MARGIN: f32 = 4e-3;
+/// How much further from the f32 reference than the reference's own f16 output it may be.
+const EXTRA_ERROR: f32 = 1.5e-3;
 
 /// The devices of this build that compute in f16: wgpu (the CPU backend computes in f32 only,
 /// which `the_cpu_refuses_half_precision_with_a_reason` checks).
@@ -109,10 +110,7 @@ fn unet_and_text_encoder_in_f16_match_the_references_f16_runs() {
                 Precision::F32.dtype(),
                 "comes back in the input's type"
             );
-            eprintln!(
-                "{device:?} {}",
-                refs.check(&format!("{case}.out"), out, UNET_MARGIN)
-            );
+            eprintln!("{device:?} {}", refs.check(&format!("{case}.out"), out));
         }
 
         let encoder =
@@ -127,7 +125,7 @@ fn unet_and_text_encoder_in_f16_match_the_references_f16_runs() {
         let hidden = encoder.encode(&rows).unwrap();
         eprintln!(
             "{device:?} {}",
-            refs.check("sd.text.last_hidden_state", hidden, MARGIN)
+            refs.check("sd.text.last_hidden_state", hidden)
         );
     }
 }
@@ -154,14 +152,14 @@ fn faceid_unet_in_f16_matches_the_references_f16_run() {
             .unwrap();
         eprintln!(
             "{device:?} {}",
-            refs.check("faceid.proj.out", tokens.clone(), MARGIN)
+            refs.check("faceid.proj.out", tokens.clone())
         );
         let zero = adapter
             .unconditional_tokens(1, None, &PlusOptions::default())
             .unwrap();
         eprintln!(
             "{device:?} {}",
-            refs.check("faceid.proj.zero", zero.clone(), MARGIN)
+            refs.check("faceid.proj.zero", zero.clone())
         );
         let tokens = Tensor::cat(vec![zero, tokens], 0);
         let input = |key: &str| refs.half[&format!("faceid.unet.{key}")].clone();
@@ -174,7 +172,7 @@ fn faceid_unet_in_f16_matches_the_references_f16_run() {
                         .with_image(Some(tokens.clone())),
                 )
                 .unwrap();
-            eprintln!("{device:?} {}", refs.check(name, out, UNET_MARGIN));
+            eprintln!("{device:?} {}", refs.check(name, out));
         };
         run(&unet, "faceid.unet_ip_lora.out");
         FaceIdAdapter::set_ip_scale(&mut unet, 0.6);
@@ -219,8 +217,9 @@ fn an_f16_pipeline_keeps_half_the_weights_and_draws_diffusers_f32_image() {
         let pixels: Vec<u8> = images.iter().flat_map(|i| i.as_raw().clone()).collect();
         let worst = max_pixel_error(&pixels, &expected.data);
         eprintln!("{device:?}: the f16 pipeline is {worst:.2}/255 from diffusers' f32 images");
-        // Four steps of f16 UNets and a f32 VAE: within a few levels of the f32 images.
-        assert!(worst <= 6.0, "f16 images are {worst}/255 from the f32 ones");
+        // Four steps of f16 UNets and a f32 VAE: within two levels of the f32 images (1.02 on
+        // Mesa's software Vulkan; 4.51 when convolutions summed in f16).
+        assert!(worst <= 2.0, "f16 images are {worst}/255 from the f32 ones");
     }
 }
 
