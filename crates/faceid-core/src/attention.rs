@@ -14,6 +14,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{FloatDType, Tensor, s};
 
+use crate::bands::in_bands;
+
 /// Bytes the f32 scores of one band of queries may take.
 pub const SCORES_BUDGET: usize = 256 << 20;
 
@@ -63,17 +65,11 @@ pub fn materialized(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, budget: usize) -> 
     let k_t = k.cast(FloatDType::F32).swap_dims(2, 3);
     let v = v.cast(FloatDType::F32);
     let row_bytes = batch * heads * keys * size_of::<f32>();
-    let band = (budget / row_bytes.max(1)).clamp(1, queries);
-    let bands: Vec<Tensor<4>> = (0..queries)
-        .step_by(band)
-        .map(|first| {
-            let rows = q
-                .clone()
-                .slice(s![.., .., first..(first + band).min(queries)]);
-            softmax(rows.matmul(k_t.clone()), 3).matmul(v.clone())
-        })
-        .collect();
-    Tensor::cat(bands, 2).cast(dtype)
+    in_bands(queries, row_bytes, budget, 2, |band| {
+        let rows = q.clone().slice(s![.., .., band]);
+        softmax(rows.matmul(k_t.clone()), 3).matmul(v.clone())
+    })
+    .cast(dtype)
 }
 
 /// The f32 CPU path; `None` for other backends and dtypes.

@@ -12,6 +12,8 @@
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Tensor, s};
 
+use crate::bands::in_bands;
+
 /// Bytes the unfolded input may take at once (one band of output rows).
 pub const UNFOLD_BUDGET: usize = 256 << 20;
 
@@ -43,41 +45,36 @@ pub fn conv2d(
     let weight = weight.reshape([1, c_out, c_in * kernel * kernel]);
 
     let row_bytes = batch * c_in * kernel * kernel * out_width * x.dtype().size();
-    let band = (budget / row_bytes.max(1)).clamp(1, out_height);
-    let bands: Vec<Tensor<4>> = (0..out_height)
-        .step_by(band)
-        .map(|first| {
-            let rows = band.min(out_height - first);
-            // The padded input rows this band's windows cover.
-            let source = x.clone().slice(s![
-                ..,
-                ..,
-                first * stride..(first + rows - 1) * stride + kernel
-            ]);
-            let windows: Vec<Tensor<4>> = (0..kernel * kernel)
-                .map(|offset| {
-                    let (dy, dx) = (offset / kernel, offset % kernel);
-                    source.clone().slice(s![
-                        ..,
-                        ..,
-                        dy..dy + (rows - 1) * stride + 1;stride,
-                        dx..dx + (out_width - 1) * stride + 1;stride
-                    ])
-                })
-                .collect();
-            // `[batch, c_in, k², rows, out_width]`: the column order of the weight's rows.
-            let columns = Tensor::stack::<5>(windows, 2).reshape([
-                batch,
-                c_in * kernel * kernel,
-                rows * out_width,
-            ]);
-            weight
-                .clone()
-                .matmul(columns)
-                .reshape([batch, c_out, rows, out_width])
-        })
-        .collect();
-    let out = Tensor::cat(bands, 2);
+    let out = in_bands(out_height, row_bytes, budget, 2, |band| {
+        let rows = band.len();
+        // The padded input rows this band's windows cover.
+        let source = x.clone().slice(s![
+            ..,
+            ..,
+            band.start * stride..(band.end - 1) * stride + kernel
+        ]);
+        let windows: Vec<Tensor<4>> = (0..kernel * kernel)
+            .map(|offset| {
+                let (dy, dx) = (offset / kernel, offset % kernel);
+                source.clone().slice(s![
+                    ..,
+                    ..,
+                    dy..dy + (rows - 1) * stride + 1;stride,
+                    dx..dx + (out_width - 1) * stride + 1;stride
+                ])
+            })
+            .collect();
+        // `[batch, c_in, k², rows, out_width]`: the column order of the weight's rows.
+        let columns = Tensor::stack::<5>(windows, 2).reshape([
+            batch,
+            c_in * kernel * kernel,
+            rows * out_width,
+        ]);
+        weight
+            .clone()
+            .matmul(columns)
+            .reshape([batch, c_out, rows, out_width])
+    });
     match bias {
         Some(bias) => out + bias.reshape([1, c_out, 1, 1]),
         None => out,

@@ -14,6 +14,7 @@
 
 pub mod allocator;
 pub mod attention;
+mod bands;
 mod component;
 pub mod config;
 pub mod device;
