@@ -389,6 +389,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "impl": "faceid",
             "workload": workload,
             "device": format!("{device:?}"),
+            "runtime": faceid::core::runtime_name(&device),
             "precision": target.precision.to_string(),
             "times": times,
             "peak_rss_mib": faceid::core::testing::peak_rss_mib().unwrap_or(f64::NAN),

@@ -36,6 +36,7 @@ deadline=$(($(date +%s) + ${budget:-999999}))
 left() { echo $((deadline - $(date +%s))); }
 
 step "mode $mode, $(nproc) CPUs"
+[[ -f $pack/commit.txt ]] && echo "built from $(cat "$pack/commit.txt")"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 
 # The Vulkan loader and the GL dispatch libraries NVIDIA's Vulkan driver links against, when the

@@ -11,6 +11,8 @@
 //!     dev`, also at opt-level 3), stripped; `--wgsl` builds them with `wgpu` alone (WGSL shaders),
 //!     for a Vulkan driver without `VK_KHR_workgroup_memory_explicit_layout` (Mesa's lavapipe),
 //!     for which cubecl 0.11.3 writes invalid SPIR-V;
+//!   - `bin/bench_workload-wgsl`: with `vulkan`, the bench example built with `wgpu` alone as
+//!     well, which the table falls back to for a workload the SPIR-V build fails on;
 //!   - [`PAYLOAD`]: the scripts, configs and fixtures the run reads, at their paths here;
 //!   - `wheels/`: diffusers and what insightface's `FaceAnalysis` imports, for CPython 3.12 on
 //!     manylinux x86-64, at the versions of `.venv` (the pinned reference stack), rewritten
@@ -19,7 +21,9 @@
 //! - `gl/`: the Debian packages of the Vulkan loader (`libvulkan1`) and of the GL dispatch
 //!   libraries NVIDIA's Vulkan driver links against (`libglvnd0`, `libglx0`, `libegl1`, ...), amd64;
 //! - `run.sh`: `tests/bench/gpu_run.sh`, which unpacks the payload, runs the parity checks and
-//!   the table.
+//!   the table;
+//! - `commit.txt`: the commit the binaries were built from (and whether the tree had changes),
+//!   which `run.sh` prints first.
 //!
 //! `--check` then runs `run.sh --reduced` here from an empty folder, on whatever Vulkan device
 //! this machine has (Mesa's lavapipe on a CPU machine, with `--wgsl`), with `.venv`'s Python and
@@ -29,6 +33,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{reference_python, root, run};
+
+/// The features of the default build: wgpu compiling SPIR-V on Vulkan adapters.
+const VULKAN: &str = "faceid-core/vulkan";
+/// The features of the WGSL build.
+const WGSL: &str = "faceid-core/wgpu";
 
 /// The most the pack may hold: what a GPU machine reached through a small upload takes in one
 /// transfer.
@@ -81,14 +90,14 @@ const WHEELS: [&str; 12] = [
 pub fn gpu_pack(args: &[String]) -> Result<(), String> {
     let mut out = root().join("target/gpu-pack");
     let mut check = false;
-    let mut features = "faceid-core/vulkan";
+    let mut features = VULKAN;
     let mut profile = "release".to_string();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--out" => out = PathBuf::from(rest.next().ok_or("--out needs a folder")?),
             "--check" => check = true,
-            "--wgsl" => features = "faceid-core/wgpu",
+            "--wgsl" => features = WGSL,
             "--profile" => profile = rest.next().ok_or("--profile needs a name")?.clone(),
             other => return Err(format!("gpu-pack: unknown argument '{other}'")),
         }
@@ -108,6 +117,12 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
         let stripped = staging.join("bin").join(&name);
         std::fs::copy(&binary, &stripped)
             .map_err(|e| format!("cannot copy {}: {e}", binary.display()))?;
+        run(Command::new("strip").arg(&stripped))?;
+    }
+    if features == VULKAN {
+        let stripped = staging.join("bin/bench_workload-wgsl");
+        std::fs::copy(build_bench(&profile, WGSL)?, &stripped)
+            .map_err(|e| format!("cannot copy the WGSL bench: {e}"))?;
         run(Command::new("strip").arg(&stripped))?;
     }
     wheels(&python, &staging.join("wheels"))?;
@@ -138,6 +153,8 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
     loader(&out.join("gl"))?;
     std::fs::copy(root().join("tests/bench/gpu_run.sh"), out.join("run.sh"))
         .map_err(|e| format!("cannot copy the script: {e}"))?;
+    std::fs::write(out.join("commit.txt"), commit()?)
+        .map_err(|e| format!("cannot write commit.txt: {e}"))?;
 
     let size = folder_size(&out)?;
     eprintln!(
@@ -165,6 +182,46 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
             .env("OUT", out.join("out")))?;
     }
     Ok(())
+}
+
+/// The commit of the working tree, and whether it has changes, in one line.
+fn commit() -> Result<String, String> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(root())
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let head = git(&["log", "-1", "--format=%H %cI %s"])?;
+    let changes = git(&["status", "--porcelain", "--untracked-files=no"])?;
+    Ok(if changes.is_empty() {
+        format!("{head}\n")
+    } else {
+        format!("{head} (with uncommitted changes)\n")
+    })
+}
+
+/// The bench example alone, built with `features` in `profile`; its path.
+fn build_bench(profile: &str, features: &str) -> Result<PathBuf, String> {
+    run(Command::new(env!("CARGO")).current_dir(root()).args([
+        "build",
+        "--profile",
+        profile,
+        "--workspace",
+        "--features",
+        features,
+        "--example",
+        "bench_workload",
+    ]))?;
+    Ok(profile_dir(profile).join("examples/bench_workload"))
+}
+
+fn profile_dir(profile: &str) -> PathBuf {
+    root()
+        .join("target")
+        .join(if profile == "dev" { "debug" } else { profile })
 }
 
 /// Builds the three binaries with `features` in `profile`, the same for all three so that one
@@ -206,9 +263,7 @@ fn build(profile: &str, features: &str) -> Result<Vec<(String, PathBuf)>, String
         })
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .ok_or("cargo named no executable for faceid-pipeline's tests")?;
-    let dir = root()
-        .join("target")
-        .join(if profile == "dev" { "debug" } else { profile });
+    let dir = profile_dir(profile);
     Ok(vec![
         ("faceid".into(), dir.join("faceid")),
         ("bench_workload".into(), dir.join("examples/bench_workload")),

@@ -72,3 +72,31 @@ impl DeviceKind {
         }
     }
 }
+
+/// The backend serving `device` as burn names it, with the runtime and, on a GPU, the shader
+/// compiler: `dispatch<cubecl<wgpu<spirv>>>` or `dispatch<cubecl<wgpu<wgsl>>>`. A `vulkan` build
+/// compiles SPIR-V only where the Vulkan driver has what that SPIR-V needs and WGSL elsewhere;
+/// this says which one runs. Starts the device's runtime if it has not started yet.
+pub fn runtime_name(device: &Device) -> String {
+    <burn::backend::Dispatch as burn::backend::Backend>::name(device.as_dispatch())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(feature = "flex")]
+    fn runtime_name_says_flex() {
+        let name = runtime_name(&DeviceKind::Flex.device().unwrap());
+        assert!(name.contains("flex"), "{name}");
+    }
+
+    /// The WGSL build on a Vulkan adapter (lavapipe here) compiles WGSL, and says so.
+    #[test]
+    #[cfg(all(feature = "wgpu", not(feature = "vulkan")))]
+    fn runtime_name_says_which_shader_compiler_runs() {
+        let name = runtime_name(&DeviceKind::Wgpu.device().unwrap());
+        assert!(name.contains("wgpu<wgsl>"), "{name}");
+    }
+}

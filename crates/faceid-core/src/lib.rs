@@ -33,7 +33,7 @@ pub mod weights;
 pub use burn;
 pub use burn::tensor::{Device, Tensor};
 pub use config::ConfigError;
-pub use device::{DeviceError, DeviceKind};
+pub use device::{DeviceError, DeviceKind, runtime_name};
 pub use memory::ComponentMemory;
 pub use precision::{Precision, PrecisionError};
 pub use rng::TorchGenerator;
