@@ -187,12 +187,19 @@ pub fn gpu_pack(args: &[String]) -> Result<(), String> {
 /// The commit of the working tree, and whether it has changes, in one line.
 fn commit() -> Result<String, String> {
     let git = |args: &[&str]| {
-        Command::new("git")
+        let output = Command::new("git")
             .current_dir(root())
             .args(args)
             .output()
-            .map_err(|e| format!("cannot run git: {e}"))
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "git {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     };
     let head = git(&["log", "-1", "--format=%H %cI %s"])?;
     let changes = git(&["status", "--porcelain", "--untracked-files=no"])?;
@@ -205,17 +212,22 @@ fn commit() -> Result<String, String> {
 
 /// The bench example alone, built with `features` in `profile`; its path.
 fn build_bench(profile: &str, features: &str) -> Result<PathBuf, String> {
-    run(Command::new(env!("CARGO")).current_dir(root()).args([
-        "build",
+    run(cargo("build", profile, features).args(["--example", "bench_workload"]))?;
+    Ok(profile_dir(profile).join("examples/bench_workload"))
+}
+
+/// `cargo VERB` over the workspace with `features` in `profile`.
+fn cargo(verb: &str, profile: &str, features: &str) -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    command.current_dir(root()).args([
+        verb,
         "--profile",
         profile,
         "--workspace",
         "--features",
         features,
-        "--example",
-        "bench_workload",
-    ]))?;
-    Ok(profile_dir(profile).join("examples/bench_workload"))
+    ]);
+    command
 }
 
 fn profile_dir(profile: &str) -> PathBuf {
@@ -227,21 +239,9 @@ fn profile_dir(profile: &str) -> PathBuf {
 /// Builds the three binaries with `features` in `profile`, the same for all three so that one
 /// compilation serves them; their names in the pack and paths.
 fn build(profile: &str, features: &str) -> Result<Vec<(String, PathBuf)>, String> {
-    let cargo = |verb: &str| {
-        let mut command = Command::new(env!("CARGO"));
-        command.current_dir(root()).args([
-            verb,
-            "--profile",
-            profile,
-            "--workspace",
-            "--features",
-            features,
-        ]);
-        command
-    };
-    run(cargo("build").args(["--bins", "--examples"]))?;
+    run(cargo("build", profile, features).args(["--bins", "--examples"]))?;
     // The test binary's path is only known from cargo's messages.
-    let output = cargo("test")
+    let output = cargo("test", profile, features)
         .args(["--no-run", "--message-format", "json"])
         .output()
         .map_err(|e| format!("cannot build the parity tests: {e}"))?;
