@@ -3,8 +3,6 @@
 use burn::tensor::activation;
 use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
-use faceid_core::device_lock::is_gpu;
-use faceid_core::im2col;
 
 use super::elementwise::broadcast_shape;
 use super::{Args, OpContext};
@@ -136,18 +134,6 @@ pub(super) fn conv(ctx: &OpContext<'_>, attrs: Attrs<'_>, args: &Args<'_>) -> Op
     } else {
         Window::read(attrs, [kh, kw], [h, wd])?
     };
-    // On a GPU a square kernel is one matrix product over the unfolded input, summed in f32
-    // (`faceid_core::im2col`, which says why); other shapes go to burn's `conv2d`.
-    let square = kh == kw && kh > 1 && window.stride[0] == window.stride[1];
-    if square && groups == 1 && window.dilation == [1, 1] && is_gpu(ctx.device) {
-        let [(top, bottom), (left, right)] = window.pads;
-        let unfolded = im2col::Window {
-            stride: window.stride[0],
-            padding: [top, bottom, left, right],
-        };
-        let out = im2col::conv2d(x4, w4, bias, unfolded, im2col::UNFOLD_BUDGET);
-        return from_nchw(out, one_d).map(Value::Device);
-    }
     let options = ConvOptions {
         stride: window.stride,
         padding: window.pads,
