@@ -35,6 +35,9 @@
 //!
 //! `faceid-pipeline`, `clip-vision` and the SDXL workloads also report the weights each
 //! component keeps on the device (`weights`: name, parameters, MiB as loaded, MiB in f16).
+//! With `FACEID_BENCH_KERNELS` set, one more run follows the timed ones with every GPU kernel
+//! launch counted and timed on the device (`kernels`: that run's wall time and
+//! `faceid::core::kernels::KernelProfile`); on flex it is empty.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -383,6 +386,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         work()?;
         times.push(start.elapsed().as_secs_f64());
     }
+    // One more run with every GPU kernel launch counted and timed on the device.
+    let kernels = match std::env::var_os("FACEID_BENCH_KERNELS") {
+        Some(_) => {
+            let start = Instant::now();
+            let (done, profile) = faceid::core::kernels::profile_kernels(&mut work);
+            done?;
+            serde_json::json!({ "observed_s": start.elapsed().as_secs_f64(), "profile": profile })
+        }
+        None => serde_json::Value::Null,
+    };
     println!(
         "{}",
         serde_json::json!({
@@ -395,6 +408,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "peak_rss_mib": faceid::core::testing::peak_rss_mib().unwrap_or(f64::NAN),
             "loading_peak_rss_mib": loaded_rss,
             "weights": weights,
+            "kernels": kernels,
         })
     );
     Ok(())

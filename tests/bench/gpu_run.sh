@@ -12,6 +12,7 @@
 #
 # Everything it prints also goes to $OUT (default: out/ beside this script): prepare.log (wheels
 # and models), parity.log, table.md, runs.jsonl (one JSON line per side and workload),
+# kernels.md (per workload, the GPU kernels one run of ours launches and their device time),
 # autotune.log (the kernels burn's autotune picked on this device, with their times) and
 # generate.log. The Python side (wheels, full-size random models) is prepared in the background
 # while the parity tests run.

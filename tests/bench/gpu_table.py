@@ -10,7 +10,9 @@ the rise of the GPU's used memory over its level before the process started (CUD
 allocator caches included; PyTorch's own `max_memory_allocated` is shown beside it). Reduced
 mode (any Vulkan device, e.g. Mesa's lavapipe): the text encoder alone, 2 runs, transformers on the
 CPU in f32, no GPU memory. Writes OUT_DIR/runs.jsonl and OUT_DIR/table.md and prints the table,
-each row as soon as its workload is measured. A workload whose run fails with the pack's SPIR-V
+each row as soon as its workload is measured; then OUT_DIR/kernels.md: for each workload but the
+guidance loop, ours runs once more with every GPU kernel timed on the device, which says how much
+of the run the GPU computes and which kernels take that time. A workload whose run fails with the pack's SPIR-V
 build of the bench is run again with its WGSL build (`BENCH_WORKLOAD-wgsl` beside it); each row
 names the shader compiler ours ran with, which a SPIR-V build also falls back to where the
 driver lacks what its SPIR-V needs.
@@ -33,10 +35,18 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-# (workload, denoising steps per call, timed runs)
-FULL = [("unet-64", 1, 10), ("loop-50", 50, 3), ("vae-decode-64", 0, 5), ("faceid-pipeline-20", 20, 3)]
+# (workload, denoising steps per call, timed runs, kernel profile of ours): the guidance loop is
+# 50 UNet steps, whose kernels unet-64 shows.
+FULL = [
+    ("unet-64", 1, 10, True),
+    ("loop-50", 50, 3, False),
+    ("vae-decode-64", 0, 5, True),
+    ("faceid-pipeline-20", 20, 3, True),
+]
 # Full-size UNets and VAEs take many minutes on a software Vulkan device: the text encoder alone.
-REDUCED = [("text-encode", 0, 2)]
+REDUCED = [("text-encode", 0, 2, True)]
+# The kernels named in kernels.md for each workload, the longest first.
+TOP_KERNELS = 12
 # A workload is not started with less time than this left (two processes load full-size models).
 MIN_START_S = 40.0
 
@@ -121,6 +131,43 @@ def row(workload, steps, mine, theirs):
     )
 
 
+def kernel_section(workload, mine):
+    """The lines of kernels.md for one workload: from the extra run of ours with every kernel
+    launch timed on the device (FACEID_BENCH_KERNELS), its launches, the kernels' summed time
+    against the median run without the observer (the share of the run the GPU computes; the rest
+    it waits for the host), and the kernels that take longest."""
+    profile = ((mine.get("kernels") or {}) if isinstance(mine, dict) else {}).get("profile")
+    if not profile:
+        return []
+    run = statistics.median(mine["times"])
+    busy = profile["busy_seconds"]
+    method = profile["method"] or "no"
+    lines = [
+        f"### {workload}",
+        "",
+        f"{profile['launches']} kernel launches, {profile['timed']} timed ({method} timing): "
+        f"{busy:.3f} s of kernels on the device against {run:.3f} s per run without the observer "
+        f"({100 * busy / run:.0f}%).",
+        "",
+        "| kernel | launches | time | share of kernel time |",
+        "|---|---|---|---|",
+    ]
+
+    def share(seconds):
+        return f"{100 * seconds / busy:.1f}%" if busy > 0 else "-"
+
+    for kernel in profile["kernels"][:TOP_KERNELS]:
+        lines.append(
+            f"| {kernel['name']} | {kernel['launches']} | {1000 * kernel['seconds']:.2f} ms | {share(kernel['seconds'])} |"
+        )
+    rest = profile["kernels"][TOP_KERNELS:]
+    if rest:
+        seconds = sum(kernel["seconds"] for kernel in rest)
+        launches = sum(kernel["launches"] for kernel in rest)
+        lines.append(f"| {len(rest)} others | {launches} | {1000 * seconds:.2f} ms | {share(seconds)} |")
+    return lines + [""]
+
+
 def main():
     mode, ours, python, out = sys.argv[1], sys.argv[2], sys.argv[3], pathlib.Path(sys.argv[4])
     out.mkdir(parents=True, exist_ok=True)
@@ -139,13 +186,16 @@ def main():
     print("\n".join(lines), flush=True)
     device, torch_version = "?", "?"
     missing = []  # the workloads without a figure on either side
+    kernels = ["## Kernels of ours", ""]
     with open(out / "runs.jsonl", "w") as runs_file:
-        for workload, steps, runs in workloads:
+        for workload, steps, runs, profiled in workloads:
             if deadline - time.time() < MIN_START_S:
                 mine = theirs = "skipped"
             else:
                 print(f"== {workload}: {runs} run(s) each side", file=sys.stderr, flush=True)
                 env = dict(os.environ, FACEID_BENCH_DEVICE="wgpu", FACEID_BENCH_PRECISION="f16")
+                if profiled:
+                    env["FACEID_BENCH_KERNELS"] = "1"
                 mine = measure([ours, workload, str(runs)], env, deadline - time.time())
                 if mine == "failed" and fallback.exists() and deadline - time.time() >= MIN_START_S:
                     print(f"== {workload}: again with {fallback.name}", file=sys.stderr, flush=True)
@@ -164,12 +214,15 @@ def main():
             if isinstance(mine, str) or isinstance(theirs, str):
                 missing.append(workload)
             lines.append(row(workload, steps, mine, theirs))
+            kernels += kernel_section(workload, mine)
+            (out / "kernels.md").write_text("\n".join(kernels) + "\n")
             print(lines[-1], flush=True)
             (out / "table.md").write_text("\n".join(lines) + "\n")
     lines.append("")
     lines.append(f"ours on {device}; torch {torch_version}; mode {mode}")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-2:]))
+    print("\n" + "\n".join(kernels))
     if missing:
         raise SystemExit(f"no figure for {', '.join(missing)}")
 

@@ -9,6 +9,7 @@
 //!   a GPU device; [`precision`]: f32 or f16 models.
 //! - `host` (with `flex`): CPU kernels for the convolutions, norms, activations and attention
 //!   the denoising loop spends its time on, working in place on flex's memory.
+//! - [`kernels`]: which GPU kernels a piece of work launches, and their time on the device.
 //! - [`rng`]: Gaussian noise identical to `torch.randn` with a seeded CPU `torch.Generator`.
 #![deny(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod device_lock;
 #[cfg(feature = "flex")]
 pub mod host;
 pub mod im2col;
+pub mod kernels;
 pub mod memory;
 pub mod nn;
 pub mod precision;
