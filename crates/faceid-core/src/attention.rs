@@ -14,10 +14,10 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{FloatDType, Tensor, s};
 
-use crate::bands::in_bands;
+use crate::bands::{GPU_BAND_BYTES, in_bands};
 
 /// Bytes the f32 scores of one band of queries may take.
-pub const SCORES_BUDGET: usize = 256 << 20;
+pub const SCORES_BUDGET: usize = GPU_BAND_BYTES;
 
 /// `softmax(q kᵀ / √dim) v` per head for `q` `[batch, queries, heads·dim]`, `k`
 /// `[batch, keys, heads·dim]` and `v` `[batch, keys, heads·value_dim]`, returning

@@ -12,10 +12,10 @@
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Tensor, s};
 
-use crate::bands::in_bands;
+use crate::bands::{GPU_BAND_BYTES, in_bands};
 
 /// Bytes the unfolded input may take at once (one band of output rows).
-pub const UNFOLD_BUDGET: usize = 256 << 20;
+pub const UNFOLD_BUDGET: usize = GPU_BAND_BYTES;
 
 /// Where a convolution reads and writes: stride and `(top, bottom, left, right)` zero padding.
 #[derive(Debug, Clone, Copy)]
