@@ -81,7 +81,9 @@ def measure(command, env, timeout):
     sampler.start()
     start = time.perf_counter()
     try:
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        # No deadline (FACEID_GPU_DEADLINE unset): no timeout, which subprocess spells None.
+        limit = None if timeout == float("inf") else timeout
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired as stopped:
         sys.stderr.write((stopped.stderr or b"")[-4000:].decode(errors="replace"))
         print(f"{' '.join(map(str, command))}: no result within {timeout:.0f} s", file=sys.stderr, flush=True)
