@@ -12,15 +12,16 @@ mode (any Vulkan device, e.g. Mesa's lavapipe): the text encoder alone, 2 runs, 
 CPU in f32, no GPU memory. Writes OUT_DIR/runs.jsonl and OUT_DIR/table.md and prints the table,
 each row as soon as its workload is measured; then OUT_DIR/kernels.md: for each workload but the
 guidance loop, ours runs once more with every GPU kernel timed on the device, which says how much
-of the run the GPU computes and which kernels take that time. A workload whose run fails with the pack's SPIR-V
-build of the bench is run again with its WGSL build (`BENCH_WORKLOAD-wgsl` beside it); each row
-names the shader compiler ours ran with, which a SPIR-V build also falls back to where the
-driver lacks what its SPIR-V needs.
+of the run the GPU computes and which kernels take that time. A workload whose run fails with
+the pack's SPIR-V build of the bench is run again with its WGSL build (`BENCH_WORKLOAD-wgsl`
+beside it); each row names the shader compiler ours ran with, which a SPIR-V build also falls
+back to where the driver lacks what its SPIR-V needs.
 
 FACEID_GPU_DEADLINE (seconds since the epoch) bounds the whole table: each side runs with what is
 left as its timeout and is shown as `timeout` if it runs out; a workload that would start with
 less than MIN_START_S left is shown as `skipped`; a side that exits with an error, as `failed`
 (its error output is printed). A time-limited call so still prints every row it measured.
+Unset, nothing is stopped.
 """
 
 import json
@@ -159,9 +160,8 @@ def kernel_section(workload, mine):
         return f"{100 * seconds / busy:.1f}%" if busy > 0 else "-"
 
     for kernel in profile["kernels"][:TOP_KERNELS]:
-        lines.append(
-            f"| {kernel['name']} | {kernel['launches']} | {1000 * kernel['seconds']:.2f} ms | {share(kernel['seconds'])} |"
-        )
+        seconds = kernel["seconds"]
+        lines.append(f"| {kernel['name']} | {kernel['launches']} | {1000 * seconds:.2f} ms | {share(seconds)} |")
     rest = profile["kernels"][TOP_KERNELS:]
     if rest:
         seconds = sum(kernel["seconds"] for kernel in rest)
